@@ -1,0 +1,54 @@
+"""mim-o365: the Entra ID application Microsoft Identity Manager needs to send mail through Exchange Online.
+
+Registers it, restricts it to the MIM mailbox, keeps it on Exchange Online's EWS allow list, verifies it
+through EWS, and keeps its client secret alive.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from mim_o365._clock import Clock, FakeClock, SystemClock
+from mim_o365._clouds import BUILTIN_CLOUDS, Cloud
+from mim_o365._errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ConflictError,
+    MimO365Error,
+    NotFoundError,
+    PermissionDeniedError,
+    PlanConflictError,
+    PropagationTimeoutError,
+    ServiceError,
+    ThrottledError,
+    TransportError,
+    UsageError,
+)
+from mim_o365._secrets import Secret
+
+try:
+    __version__ = version("mim-o365")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0.0.0"
+
+__all__ = [
+    "BUILTIN_CLOUDS",
+    "AuthenticationError",
+    "Clock",
+    "Cloud",
+    "ConfigurationError",
+    "ConflictError",
+    "FakeClock",
+    "MimO365Error",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PlanConflictError",
+    "PropagationTimeoutError",
+    "Secret",
+    "ServiceError",
+    "SystemClock",
+    "ThrottledError",
+    "TransportError",
+    "UsageError",
+    "__version__",
+]

@@ -1,0 +1,3 @@
+from mim_o365.cli import main
+
+main()

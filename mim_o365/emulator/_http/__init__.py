@@ -1,0 +1,1 @@
+"""HTTP surfaces of the emulator; each maps requests onto the backends."""

@@ -1,0 +1,79 @@
+"""Shared fixtures.
+
+Every Graph response any emulator produces during a test is checked against Microsoft's OpenAPI
+description of Graph v1.0 (tests/conformance); a violation fails the test that caused it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+
+from mim_o365 import FakeClock
+from mim_o365.emulator import Emulator, EmulatorServer
+from tests.conformance.graph_openapi import ConformanceError, GraphSpec
+
+
+@dataclass
+class ConformanceLog:
+    """What the conformance check saw in one test."""
+
+    checked: int = 0
+    skipped: list[str] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@pytest.fixture(scope="session")
+def graph_spec() -> GraphSpec:
+    return GraphSpec.load()
+
+
+@pytest.fixture(autouse=True)
+def graph_conformance(graph_spec: GraphSpec, monkeypatch: pytest.MonkeyPatch) -> Iterator[ConformanceLog]:
+    log = ConformanceLog()
+    original = Emulator.handle
+
+    def checked_handle(self: Emulator, request: httpx.Request) -> httpx.Response:
+        response = original(self, request)
+        if self.service_of(request.url.path) != "graph":
+            return response
+        body = json.loads(response.content) if response.content else None
+        try:
+            validated = graph_spec.validate_response(request.method, request.url.path, response.status_code, body)
+        except ConformanceError as exc:
+            with log.lock:
+                log.violations.append(str(exc))
+            return response
+        with log.lock:
+            if validated:
+                log.checked += 1
+            else:
+                log.skipped.append(f"{request.method} {request.url.path}")
+        return response
+
+    monkeypatch.setattr(Emulator, "handle", checked_handle)
+    yield log
+    if log.violations:
+        pytest.fail("Graph responses that do not conform to Microsoft's description:\n" + "\n".join(log.violations))
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def emulator(clock: FakeClock) -> Emulator:
+    return Emulator(seed=1234, clock=clock)
+
+
+@pytest.fixture
+def server(emulator: Emulator) -> Iterator[EmulatorServer]:
+    with EmulatorServer(emulator) as srv:
+        yield srv
