@@ -35,7 +35,9 @@ def graph_spec() -> GraphSpec:
 
 
 @pytest.fixture(autouse=True)
-def graph_conformance(graph_spec: GraphSpec, monkeypatch: pytest.MonkeyPatch) -> Iterator[ConformanceLog]:
+def graph_conformance(
+    graph_spec: GraphSpec, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ConformanceLog]:
     log = ConformanceLog()
     original = Emulator.handle
 
@@ -45,7 +47,9 @@ def graph_conformance(graph_spec: GraphSpec, monkeypatch: pytest.MonkeyPatch) ->
             return response
         body = json.loads(response.content) if response.content else None
         try:
-            validated = graph_spec.validate_response(request.method, request.url.path, response.status_code, body)
+            validated = graph_spec.validate_response(
+                request.method, request.url.path, response.status_code, body
+            )
         except ConformanceError as exc:
             with log.lock:
                 log.violations.append(str(exc))
@@ -60,7 +64,10 @@ def graph_conformance(graph_spec: GraphSpec, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(Emulator, "handle", checked_handle)
     yield log
     if log.violations:
-        pytest.fail("Graph responses that do not conform to Microsoft's description:\n" + "\n".join(log.violations))
+        pytest.fail(
+            "Graph responses that do not conform to Microsoft's description:\n"
+            + "\n".join(log.violations)
+        )
 
 
 @pytest.fixture

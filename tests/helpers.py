@@ -18,11 +18,21 @@ def http(emulator: Emulator) -> httpx.Client:
 
 
 def token_response(
-    client: httpx.Client, emulator: Emulator, client_id: str, secret: str, scope: str = GRAPH, tenant: str | None = None
+    client: httpx.Client,
+    emulator: Emulator,
+    client_id: str,
+    secret: str,
+    scope: str = GRAPH,
+    tenant: str | None = None,
 ) -> httpx.Response:
     return client.post(
         f"/{tenant or emulator.tenant_id}/oauth2/v2.0/token",
-        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret, "scope": scope},
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": secret,
+            "scope": scope,
+        },
     )
 
 
@@ -38,8 +48,14 @@ def claims(token: str) -> dict[str, Any]:
     return jwt.decode(token, options={"verify_signature": False})
 
 
-def create_app(client: httpx.Client, headers: dict[str, str], name: str = "test app", **extra: Any) -> dict[str, Any]:
-    r = client.post("/v1.0/applications", json={"displayName": name, "signInAudience": "AzureADMyOrg", **extra}, headers=headers)
+def create_app(
+    client: httpx.Client, headers: dict[str, str], name: str = "test app", **extra: Any
+) -> dict[str, Any]:
+    r = client.post(
+        "/v1.0/applications",
+        json={"displayName": name, "signInAudience": "AzureADMyOrg", **extra},
+        headers=headers,
+    )
     assert r.status_code == 201, r.text
     body: dict[str, Any] = r.json()
     return body

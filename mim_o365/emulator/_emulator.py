@@ -185,7 +185,9 @@ class Emulator:
             if service == "graph":
                 return self.graph.handle(request, path[len("/v1.0") :])
             if service == "identity":
-                return self._identity(request, path)
+                answer = self._identity(request, path)
+                if answer is not None:
+                    return answer
         except EmulatorError as err:
             return odata_error(
                 request, err, self.ids.guid(), self.clock.now().strftime("%Y-%m-%dT%H:%M:%S")
@@ -197,7 +199,7 @@ class Emulator:
             self.clock.now().strftime("%Y-%m-%dT%H:%M:%S"),
         )
 
-    def _identity(self, request: httpx.Request, path: str) -> httpx.Response:
+    def _identity(self, request: httpx.Request, path: str) -> httpx.Response | None:
         for pattern, method, name in _IDENTITY:
             m = pattern.match(path)
             if m is None:
@@ -215,13 +217,7 @@ class Emulator:
                 response = handler(request, **m.groupdict())
             self.changed(request.method)
             return response
-        return json_response(
-            404,
-            {
-                "error": "not_found",
-                "error_description": f"AADSTS90019: No route to '{path}' on the identity platform.",
-            },
-        )
+        return None
 
     def _fault_response(
         self, request: httpx.Request, service: str, kind: str, retry_after: int

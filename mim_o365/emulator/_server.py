@@ -31,6 +31,13 @@ class _DroppedError(ConnectionError):
 
 
 class _Handler(WSGIRequestHandler):
+    def setup(self) -> None:
+        """Send small answers at once: headers and body are separate writes, and Nagle's
+        algorithm would hold the body back until the client's delayed ACK."""
+        super().setup()
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """Requests are counted by the emulator, not logged line by line."""
 
