@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 
+from mim_o365._wellknown import GRAPH_APP_ID
 from mim_o365.emulator._http._common import JSON, base_url, json_response
 from mim_o365.emulator._knobs import seen
 
@@ -36,6 +37,11 @@ MESSAGES = {
         "invalid_client",
         401,
         "The client application {app} is missing service principal in the tenant {tenant}.",
+    ),
+    7000112: (
+        "unauthorized_client",
+        400,
+        "Application '{app}'({name}) is disabled.",
     ),
     7000215: (
         "invalid_client",
@@ -133,11 +139,20 @@ class Identity:
         corr = request.headers.get("client-request-id") or self.em.ids.guid()
         stamp = now.strftime("%Y-%m-%d %H:%M:%SZ")
         message = text.format_map(
-            {"app": "", "tenant": "", "resource": "", "scope": "", "grant": "", "param": "", **fmt}
+            {
+                "app": "",
+                "name": "",
+                "tenant": "",
+                "resource": "",
+                "scope": "",
+                "grant": "",
+                "param": "",
+                **fmt,
+            }
         )
         body = {
             "error": error,
-            "error_description": f"AADSTS{code}: {message} Trace ID: {trace} Correlation ID: {corr} Timestamp: {stamp}",
+            "error_description": f"AADSTS{code}: {message}\r\nTrace ID: {trace}\r\nCorrelation ID: {corr}\r\nTimestamp: {stamp}",
             "error_codes": [code],
             "timestamp": stamp,
             "trace_id": trace,
@@ -299,6 +314,8 @@ class Identity:
                 return self._error(request, 7000229, app=client_id, tenant=tid)
             if not seen(sp.replica, self.em.clock.now()):
                 return self._error(request, 700016, app=client_id, tenant=tid)
+            if not sp.account_enabled:
+                return self._error(request, 7000112, app=client_id, name=sp.display_name)
             if not secret:
                 return self._error(request, 7000218)
             now = self.em.clock.now()
@@ -317,6 +334,7 @@ class Identity:
             resource = directory.sp_by_name(resource_uri)
             if resource is None:
                 return self._error(request, 500011, resource=resource_uri, tenant=tid)
+            resource_uri = _audience(resource, resource_uri)
             roles = directory.token_roles(sp, resource)
         claims: JSON = {
             "aud": resource_uri,
@@ -419,16 +437,16 @@ class Identity:
         user = directory.get_user(f"admin@{directory.state.tenant.initial_domain}")
         requested = scope.split()
         resource_scopes = [s for s in requested if s not in RESERVED_SCOPES]
-        resource_uri = (
-            resource_scopes[0].rsplit("/", 1)[0]
-            if resource_scopes
-            else "00000003-0000-0000-c000-000000000000"
-        )
+        # A scope without a resource ("User.Read") is a Microsoft Graph permission.
+        split = [s.rsplit("/", 1) if "/" in s else [GRAPH_APP_ID, s] for s in resource_scopes]
+        resource_uri = split[0][0] if split else GRAPH_APP_ID
         resource = directory.sp_by_name(resource_uri)
         if resource is None:
             return self._error(request, 500011, resource=resource_uri, tenant=tid)
+        resource_uri = _audience(resource, resource_uri)
+        prefix = f"{resource_uri}/" if resource_scopes and "/" in resource_scopes[0] else ""
         offered = {s["value"] for s in resource.oauth2_permission_scopes} - RESERVED_SCOPES
-        names = {s.rsplit("/", 1)[1] for s in resource_scopes}
+        names = {name for _, name in split}
         granted = sorted(offered if ".default" in names else offered & names)
         claims: JSON = {
             "aud": resource_uri,
@@ -448,7 +466,7 @@ class Identity:
             "wids": ["62e90394-69f5-4237-9190-012177145e10"],
         }
         now = int(self.em.clock.now().timestamp())
-        extra: JSON = {"scope": " ".join(f"{resource_uri}/{g}" for g in granted)}
+        extra: JSON = {"scope": " ".join(f"{prefix}{g}" for g in granted)}
         client_info = {"uid": user.id, "utid": tid}
         extra["client_info"] = (
             base64.urlsafe_b64encode(json.dumps(client_info).encode()).decode().rstrip("=")
@@ -474,6 +492,14 @@ class Identity:
             self._refresh_tokens[token] = {"client_id": client_id, "scope": scope}
             extra["refresh_token"] = token
         return self._token_response(claims, extra)
+
+
+def _audience(resource: ServicePrincipal, requested: str) -> str:
+    """The resource's service principal name matching ``requested``, spelt as registered."""
+    key = requested.rstrip("/").lower()
+    exact = [n for n in resource.service_principal_names if n.lower() == requested.lower()]
+    loose = [n for n in resource.service_principal_names if n.rstrip("/").lower() == key]
+    return next(iter(exact + loose), requested)
 
 
 def _sha(text: str) -> str:
