@@ -5,6 +5,7 @@ No HTTP here. Errors are :class:`EmulatorError` with Graph's status, code and me
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 import secrets
@@ -367,7 +368,7 @@ class Directory:
                     )
                 setattr(app, key, value)
             elif key == "web":
-                if not isinstance(value, dict):
+                if not isinstance(value, dict) or not self._valid_web(value):
                     raise bad_request(
                         "Invalid value specified for property 'web' of resource 'Application'."
                     )
@@ -381,6 +382,26 @@ class Directory:
                 app.public_client_redirect_uris = [str(u) for u in uris]
             elif key == "isFallbackPublicClient":
                 app.is_fallback_public_client = bool(value) if value is not None else None
+
+    _WEB_KEYS = {
+        "redirectUris",
+        "homePageUrl",
+        "logoutUrl",
+        "implicitGrantSettings",
+        "redirectUriSettings",
+    }
+
+    @classmethod
+    def _valid_web(cls, web: dict[str, Any]) -> bool:
+        uris = web.get("redirectUris", [])
+        return (
+            set(web) <= cls._WEB_KEYS
+            and isinstance(uris, list)
+            and all(isinstance(u, str) for u in uris)
+            and all(
+                web.get(k) is None or isinstance(web[k], str) for k in ("homePageUrl", "logoutUrl")
+            )
+        )
 
     @staticmethod
     def _parse_rra(value: object) -> list[dict[str, Any]]:
@@ -435,6 +456,7 @@ class Directory:
         """PATCH /applications/{id}: properties sent replace their values (collections whole)."""
         self._check_app_write(caller, app)
         with self.lock:
+            self._apply_app_fields(copy.deepcopy(app), body)  # all or nothing: validate first
             self._apply_app_fields(app, body)
 
     def delete_application(self, caller: Caller, app: Application) -> None:
@@ -686,6 +708,14 @@ class Directory:
             if not isinstance(body.get(key), bool):
                 raise bad_request(f"Property '{key}' is required.")
         group_types = body.get("groupTypes", [])
+        if not isinstance(group_types, list) or not all(isinstance(t, str) for t in group_types):
+            raise bad_request(
+                "Invalid value specified for property 'groupTypes' of resource 'Group'."
+            )
+        if body.get("description") is not None and not isinstance(body["description"], str):
+            raise bad_request(
+                "Invalid value specified for property 'description' of resource 'Group'."
+            )
         if body["mailEnabled"] and "Unified" not in group_types:
             # Graph creates only Microsoft 365 groups or plain security groups; mail-enabled
             # security groups are made in Exchange.
