@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from mim_o365._client import Client
 from mim_o365._clock import Clock, FakeClock, SystemClock
 from mim_o365._clouds import BUILTIN_CLOUDS, Cloud
 from mim_o365._errors import (
@@ -24,7 +25,9 @@ from mim_o365._errors import (
     TransportError,
     UsageError,
 )
+from mim_o365._register import Registration
 from mim_o365._secrets import Secret
+from mim_o365._sinks import FileSink, SecretSink
 
 try:
     __version__ = version("mim-o365")
@@ -34,17 +37,21 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 __all__ = [
     "BUILTIN_CLOUDS",
     "AuthenticationError",
+    "Client",
     "Clock",
     "Cloud",
     "ConfigurationError",
     "ConflictError",
     "FakeClock",
+    "FileSink",
     "MimO365Error",
     "NotFoundError",
     "PermissionDeniedError",
     "PlanConflictError",
     "PropagationTimeoutError",
+    "Registration",
     "Secret",
+    "SecretSink",
     "ServiceError",
     "SystemClock",
     "ThrottledError",

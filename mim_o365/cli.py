@@ -231,5 +231,243 @@ def serve(
     click.echo("emulator stopped", err=True)
 
 
+OUTPUTS = ("text", "json", "env")
+AUTH_CHOICES = ("auto", "device-code", "browser", "azure-cli", "environment", "managed-identity")
+
+
+def _credential(auth: str, cloud: Any, tenant: str) -> Any:
+    """An azure-identity credential for the admin, for ``cloud``."""
+    import azure.identity as ai
+
+    common: dict[str, Any] = {
+        "authority": cloud.authority,
+        "disable_instance_discovery": not cloud.instance_discovery,
+    }
+    if cloud.ca_file is not None:
+        common["connection_verify"] = str(cloud.ca_file)
+    env_ready = bool(
+        os.environ.get("AZURE_CLIENT_ID")
+        and os.environ.get("AZURE_TENANT_ID")
+        and (
+            os.environ.get("AZURE_CLIENT_SECRET") or os.environ.get("AZURE_CLIENT_CERTIFICATE_PATH")
+        )
+    )
+    if auth == "auto":
+        if env_ready:
+            auth = "environment"
+        elif sys.stdin.isatty():
+            auth = "device-code"
+        else:
+            raise ConfigurationError(
+                "no admin identity: set AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET (or "
+                "AZURE_CLIENT_CERTIFICATE_PATH) for app-only use, or choose --auth device-code | browser | "
+                "azure-cli | managed-identity, or try --sandbox"
+            )
+    if auth == "environment":
+        if not env_ready:
+            raise ConfigurationError(
+                "--auth environment needs AZURE_CLIENT_ID, AZURE_TENANT_ID and a secret or certificate"
+            )
+        return ai.EnvironmentCredential(**common)
+    if auth == "device-code":
+
+        def prompt(uri: str, code: str, expires: Any) -> None:
+            click.echo(
+                f"To sign in as a tenant administrator, open {uri} and enter the code {code}",
+                err=True,
+            )
+
+        return ai.DeviceCodeCredential(tenant_id=tenant, prompt_callback=prompt, **common)
+    if auth == "browser":
+        return ai.InteractiveBrowserCredential(tenant_id=tenant, **common)
+    if auth == "azure-cli":
+        return ai.AzureCliCredential(tenant_id=tenant)
+    return ai.ManagedIdentityCredential()
+
+
+def _shell_quote(value: str) -> str:
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+def _print_registration(reg: Any, output: str) -> None:
+    secret = reg.client_secret
+    if output == "json":
+        click.echo(json.dumps(reg.as_dict(reveal_secret=True), indent=2))
+        return
+    if output == "env":
+        click.echo(f"MIM_O365_APPLICATION_ID={_shell_quote(reg.application_id)}")
+        click.echo(f"MIM_O365_TENANT_ID={_shell_quote(reg.tenant_id)}")
+        if secret is not None:
+            click.echo(f"MIM_O365_CLIENT_SECRET={_shell_quote(secret.reveal())}")
+        return
+    click.echo(f"ApplicationId: {reg.application_id}")
+    click.echo(f"TenantId: {reg.tenant_id}")
+    if secret is not None:
+        click.echo(f"ClientSecret: {secret.reveal()}")
+    elif reg.secret_destination:
+        click.echo(f"ClientSecret: (written to {reg.secret_destination})")
+    else:
+        click.echo(
+            "ClientSecret: (unchanged; an existing secret is in use, --new-secret mints another)"
+        )
+
+
+@main.command()
+@click.option(
+    "--mailbox",
+    required=True,
+    help="The MIM Service mailbox, e.g. MIMService@contoso.onmicrosoft.com.",
+)
+@click.option("--tenant", help="Tenant id or verified domain (not needed with --sandbox).")
+@click.option(
+    "--cloud",
+    "cloud_name",
+    type=click.Choice(["global", "usgov", "usgov-dod", "china"]),
+    default="global",
+    show_default=True,
+    help="Microsoft cloud.",
+)
+@click.option(
+    "--cloud-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A described cloud (e.g. an emulator's).",
+)
+@click.option(
+    "--sandbox", is_flag=True, help="Use the embedded emulated tenant (state kept between runs)."
+)
+@click.option(
+    "--sandbox-state",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where the sandbox keeps its tenant.",
+)
+@click.option(
+    "--auth",
+    type=click.Choice(AUTH_CHOICES),
+    default="auto",
+    show_default=True,
+    help="Admin sign-in.",
+)
+@click.option(
+    "--app-id",
+    help="Adopt an existing application (client id) instead of finding or creating ours.",
+)
+@click.option("--display-name", default="MIM Service mailbox client access", show_default=True)
+@click.option("--secret-lifetime-days", type=int, default=180, show_default=True)
+@click.option("--new-secret", is_flag=True, help="Mint a new secret even when one exists.")
+@click.option(
+    "--secret-out",
+    type=click.Path(path_type=Path),
+    help="Write the secret to this file (owner-only) instead of stdout.",
+)
+@click.option("--output", type=click.Choice(OUTPUTS), default="text", show_default=True)
+@click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=600,
+    show_default=True,
+    help="Seconds to wait for Microsoft's services to catch up.",
+)
+def register(
+    mailbox: str,
+    tenant: str | None,
+    cloud_name: str,
+    cloud_file: Path | None,
+    sandbox: bool,
+    sandbox_state: Path | None,
+    auth: str,
+    app_id: str | None,
+    display_name: str,
+    secret_lifetime_days: int,
+    new_secret: bool,
+    secret_out: Path | None,
+    output: str,
+    dry_run: bool,
+    timeout: float,
+) -> None:
+    """Register (or converge) the app MIM Service uses to send mail as MAILBOX."""
+    from contextlib import ExitStack
+
+    from mim_o365 import Client, Cloud, FileSink
+    from mim_o365._gateways import _clients
+    from mim_o365._plan import check_lifetime, check_mailbox
+    from mim_o365._sandbox import sandbox as open_sandbox
+
+    def progress(message: str, elapsed: float) -> None:
+        click.echo(f"[{elapsed:5.1f}s] {message}", err=True)
+
+    try:
+        check_mailbox(mailbox)
+        check_lifetime(secret_lifetime_days)
+        sink = FileSink(secret_out) if secret_out else None
+        if sink is not None:
+            sink.check()
+        with ExitStack() as stack:
+            if sandbox:
+                box = stack.enter_context(open_sandbox(sandbox_state))
+                click.echo(f"sandbox tenant {box.tenant_id} (state in {box.state_path})", err=True)
+                cloud, tenant_id = box.cloud, box.tenant_id
+                credential: Any = _clients.client_secret_credential(
+                    cloud, tenant_id, box.admin_client_id, box.admin_client_secret
+                )
+            else:
+                cloud = Cloud.from_file(cloud_file) if cloud_file else Cloud.named(cloud_name)
+                tenant_id = tenant or os.environ.get("AZURE_TENANT_ID") or ""
+                if not tenant_id:
+                    raise ConfigurationError(
+                        "--tenant is required (tenant id or verified domain), or use --sandbox"
+                    )
+                credential = _credential(auth, cloud, tenant_id)
+            client = stack.enter_context(
+                Client(credential, tenant=tenant_id, cloud=cloud, on_progress=progress)
+            )
+            reg = client.register_mailbox_app(
+                mailbox,
+                display_name=display_name,
+                app_id=app_id,
+                secret_lifetime_days=secret_lifetime_days,
+                new_secret=new_secret,
+                secret_sink=sink,
+                dry_run=dry_run,
+                timeout=timeout,
+            )
+    except MimO365Error as exc:
+        _fail(exc)
+        return
+    if dry_run:
+        click.echo(
+            "Plan (nothing was changed):"
+            if reg.plan
+            else "Nothing to do: the registration is complete.",
+            err=True,
+        )
+        for step in reg.plan:
+            click.echo(f"  - {step}", err=True)
+        if output == "json":
+            click.echo(json.dumps(reg.as_dict(), indent=2))
+        return
+    click.echo(
+        f"created: {', '.join(reg.created) or 'nothing'}; changed: {', '.join(reg.changed) or 'nothing'}",
+        err=True,
+    )
+    if reg.client_secret is None and not reg.secret_destination:
+        for s in reg.existing_secrets:
+            click.echo(
+                f"existing secret {s.hint}... expires {s.end:%Y-%m-%d}"
+                if s.end
+                else f"existing secret {s.hint}...",
+                err=True,
+            )
+    if reg.consent == "pending":
+        click.echo(
+            "Admin consent is still missing. A Global Administrator or Privileged Role Administrator must "
+            f"open:\n  {reg.admin_consent_url}",
+            err=True,
+        )
+    _print_registration(reg, output)
+    if reg.consent == "pending":
+        sys.exit(int(ExitStatus.PERMISSION))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -8,6 +8,7 @@ point at the public cloud.
 from __future__ import annotations
 
 import asyncio
+import io
 import ssl
 from collections.abc import Mapping
 from typing import Any
@@ -16,6 +17,8 @@ from urllib.parse import urlsplit
 import httpx
 import msal
 import requests
+import requests.adapters
+import requests.structures
 from azure.core.credentials import AccessToken, TokenCredential
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.identity import ClientSecretCredential
@@ -175,3 +178,56 @@ def graph_client(
     adapter = GraphRequestAdapter(auth, client=client)
     adapter.base_url = cloud.graph_base_url
     return GraphServiceClient(request_adapter=adapter)
+
+
+class _TransportAdapter(requests.adapters.BaseAdapter):
+    """requests over a sync httpx transport (tests hand one transport; MSAL speaks requests)."""
+
+    def __init__(self, transport: httpx.BaseTransport) -> None:
+        super().__init__()
+        self._transport = transport
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: object = None,
+        verify: object = True,
+        cert: object = None,
+        proxies: object = None,
+    ) -> requests.Response:
+        """Send through the httpx transport."""
+        body = request.body
+        content = body.encode() if isinstance(body, str) else bytes(body or b"")
+        hx = httpx.Request(
+            request.method or "GET",
+            request.url or "",
+            headers=dict(request.headers),
+            content=content,
+        )
+        try:
+            answer = self._transport.handle_request(hx)
+            answer.read()
+        except httpx.TransportError as exc:
+            raise requests.ConnectionError(str(exc), request=request) from None
+        response = requests.Response()
+        response.status_code = answer.status_code
+        response.headers = requests.structures.CaseInsensitiveDict(answer.headers)
+        response.raw = io.BytesIO(answer.content)
+        response.url = request.url or ""
+        response.request = request
+        response.reason = answer.reason_phrase
+        response.encoding = answer.encoding
+        return response
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def transport_session(transport: httpx.BaseTransport) -> requests.Session:
+    """A requests session answered by ``transport``."""
+    session = requests.Session()
+    adapter = _TransportAdapter(transport)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session

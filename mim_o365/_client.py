@@ -1,0 +1,93 @@
+"""``mim_o365.Client``: the sync facade, one event loop for the client's whole life."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from mim_o365._errors import UsageError
+from mim_o365._plan import DEFAULT_DISPLAY_NAME
+from mim_o365._register import Registration
+from mim_o365._sinks import SecretSink
+from mim_o365.aio._client import DEFAULT_TIMEOUT
+from mim_o365.aio._client import Client as AsyncClient
+
+T = TypeVar("T")
+
+
+class Client:
+    """Synchronous twin of :class:`mim_o365.aio.Client`; takes the same arguments.
+
+    One ``asyncio.Runner`` serves every call, so msgraph-sdk's connections survive between calls
+    (no "Event loop is closed"). Use one Client per thread; inside async code use the aio Client.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._aclient = AsyncClient(*args, **kwargs)
+        self._runner: asyncio.Runner | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return repr(self._aclient)
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            coro.close()
+            raise UsageError(
+                "mim_o365.Client was called inside a running event loop; use mim_o365.aio.Client there"
+            )
+        with self._lock:
+            if self._runner is None:
+                self._runner = asyncio.Runner()
+            return self._runner.run(coro)
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests made so far."""
+        return self._aclient.requests
+
+    def register_mailbox_app(
+        self,
+        mailbox: str,
+        *,
+        display_name: str = DEFAULT_DISPLAY_NAME,
+        app_id: str | None = None,
+        secret_lifetime_days: int = 180,
+        new_secret: bool = False,
+        secret_sink: SecretSink | None = None,
+        dry_run: bool = False,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Registration:
+        """See :meth:`mim_o365.aio.Client.register_mailbox_app`."""
+        return self._run(
+            self._aclient.register_mailbox_app(
+                mailbox,
+                display_name=display_name,
+                app_id=app_id,
+                secret_lifetime_days=secret_lifetime_days,
+                new_secret=new_secret,
+                secret_sink=secret_sink,
+                dry_run=dry_run,
+                timeout=timeout,
+            )
+        )
+
+    def close(self) -> None:
+        """Close connections and the event loop."""
+        with self._lock:
+            if self._runner is not None:
+                self._runner.run(self._aclient.aclose())
+                self._runner.close()
+                self._runner = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

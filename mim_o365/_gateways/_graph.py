@@ -1,0 +1,523 @@
+"""The directory gateway: Entra ID through msgraph-sdk, with every library error translated.
+
+Throttling (429), transient 5xx and dropped connections are retried here, through the injected
+clock and within the caller's deadline; kiota's own retry handler (which sleeps on the real clock)
+is left out of the middleware.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+from uuid import UUID
+
+import httpx
+from azure.core.exceptions import ClientAuthenticationError
+from kiota_abstractions.api_error import APIError
+from kiota_abstractions.base_request_configuration import RequestConfiguration
+from kiota_authentication_azure.azure_identity_authentication_provider import (
+    AzureIdentityAuthenticationProvider,
+)
+from kiota_http.middleware import (
+    HeadersInspectionHandler,
+    ParametersNameDecodingHandler,
+    RedirectHandler,
+    UrlReplaceHandler,
+    UserAgentHandler,
+)
+from msgraph.generated.applications.applications_request_builder import ApplicationsRequestBuilder
+from msgraph.generated.applications.item.add_password.add_password_post_request_body import (
+    AddPasswordPostRequestBody,
+)
+from msgraph.generated.applications.item.remove_password.remove_password_post_request_body import (
+    RemovePasswordPostRequestBody,
+)
+from msgraph.generated.models.app_role_assignment import AppRoleAssignment
+from msgraph.generated.models.application import Application
+from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+from msgraph.generated.models.password_credential import PasswordCredential
+from msgraph.generated.models.required_resource_access import RequiredResourceAccess
+from msgraph.generated.models.resource_access import ResourceAccess
+from msgraph.generated.models.service_principal import ServicePrincipal
+from msgraph.graph_request_adapter import GraphRequestAdapter
+from msgraph.graph_service_client import GraphServiceClient
+from msgraph_core import GraphClientFactory  # type: ignore[import-untyped]
+
+from mim_o365._clouds import Cloud
+from mim_o365._errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ConflictError,
+    MimO365Error,
+    NotFoundError,
+    PermissionDeniedError,
+    PropagationTimeoutError,
+    ServiceError,
+    ThrottledError,
+    TransportError,
+)
+from mim_o365._retry import Deadline, Pending, ProgressCallback, Ready, poll
+from mim_o365._secrets import Secret
+
+log = logging.getLogger("mim_o365.graph")
+T = TypeVar("T")
+
+Access = tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
+"""requiredResourceAccess as nested tuples: ((resourceAppId, ((id, type), ...)), ...)."""
+
+
+@dataclass(frozen=True)
+class TenantInfo:
+    """The organization."""
+
+    id: str
+    initial_domain: str
+    display_name: str
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    """A directory user."""
+
+    id: str
+    user_principal_name: str
+    mail: str | None
+
+
+@dataclass(frozen=True)
+class SecretInfo:
+    """A client secret's metadata (never its value)."""
+
+    key_id: str
+    display_name: str | None
+    hint: str | None
+    start: datetime | None
+    end: datetime | None
+
+
+@dataclass(frozen=True)
+class AppInfo:
+    """An application registration."""
+
+    id: str
+    app_id: str
+    display_name: str
+    tags: tuple[str, ...]
+    notes: str | None
+    required_resource_access: Access
+    secrets: tuple[SecretInfo, ...]
+
+
+@dataclass(frozen=True)
+class ServicePrincipalInfo:
+    """A service principal and its app roles (value -> id)."""
+
+    id: str
+    app_id: str
+    display_name: str
+    app_roles: dict[str, str]
+
+
+@dataclass(frozen=True)
+class AssignmentInfo:
+    """An app role assignment."""
+
+    id: str
+    app_role_id: str
+    principal_id: str
+    resource_id: str
+
+
+def _access(model: Application) -> Access:
+    out = []
+    for rra in model.required_resource_access or []:
+        items = tuple((str(ra.id), str(ra.type)) for ra in rra.resource_access or [])
+        out.append((str(rra.resource_app_id), items))
+    return tuple(out)
+
+
+def _app_info(model: Application) -> AppInfo:
+    return AppInfo(
+        id=str(model.id),
+        app_id=str(model.app_id),
+        display_name=str(model.display_name or ""),
+        tags=tuple(model.tags or ()),
+        notes=model.notes,
+        required_resource_access=_access(model),
+        secrets=tuple(
+            SecretInfo(str(p.key_id), p.display_name, p.hint, p.start_date_time, p.end_date_time)
+            for p in model.password_credentials or []
+        ),
+    )
+
+
+def _sp_info(model: ServicePrincipal) -> ServicePrincipalInfo:
+    roles = {str(r.value): str(r.id) for r in model.app_roles or [] if r.value}
+    return ServicePrincipalInfo(
+        str(model.id), str(model.app_id), str(model.display_name or ""), roles
+    )
+
+
+def _odata_code(exc: ODataError) -> tuple[str, str, list[str]]:
+    err = exc.error
+    code = (err.code if err else None) or ""
+    message = (err.message if err else None) or str(exc)
+    details = [d.code for d in (err.details or [])] if err else []
+    return code, message, [d for d in details if d]
+
+
+def _header(exc: APIError, name: str) -> str | None:
+    for key, value in (exc.response_headers or {}).items():
+        if key.lower() == name.lower():
+            return str(value)
+    return None
+
+
+def translate(exc: BaseException, what: str) -> MimO365Error:
+    """Map a library error to the project's hierarchy (the caller raises it ``from`` ``exc``)."""
+    if isinstance(exc, ClientAuthenticationError):
+        first = str(exc.message or exc).strip().splitlines()[0][:400]
+        if "authority configuration" in first:
+            return AuthenticationError(
+                f"{what}: the sign-in service does not know this tenant; check --tenant (a tenant id or "
+                f"verified domain) and --cloud. Details: {first}"
+            )
+        return AuthenticationError(f"{what}: could not sign in as the admin identity: {first}")
+    if isinstance(exc, httpx.TransportError):
+        return TransportError(f"{what}: no answer from Microsoft Graph ({exc.__class__.__name__})")
+    if not isinstance(exc, APIError):
+        return ServiceError(f"{what}: {exc.__class__.__name__}", service="graph")
+    status = exc.response_status_code or 0
+    code, message, details = _odata_code(exc) if isinstance(exc, ODataError) else ("", str(exc), [])
+    request_id = _header(exc, "request-id")
+    kw: dict[str, Any] = {
+        "service": "graph",
+        "status_code": status,
+        "error_code": code,
+        "request_id": request_id,
+    }
+    text = f"{what}: {message} ({code or status})"
+    if status == 401:
+        return AuthenticationError(
+            f"{what}: Microsoft Graph rejected the token: {message}", error_code=code
+        )
+    if status == 403:
+        return PermissionDeniedError(
+            f"{what}: the admin identity lacks a permission ({message}); grant it the Graph application "
+            "permissions Application.ReadWrite.All and AppRoleAssignment.ReadWrite.All, or use an account "
+            "with the Application Administrator (or Global Administrator) role"
+        )
+    if status == 429:
+        after = _header(exc, "Retry-After")
+        return ThrottledError(
+            text, retry_after=float(after) if after and after.isdigit() else None, **kw
+        )
+    if status == 404 or "NoBackingApplicationObject" in details:
+        return NotFoundError(text, **kw)
+    if code == "CredentialInvalidLifetimeAsPerAppPolicy":
+        return ConfigurationError(
+            f"{what}: the tenant's app-management policy caps client secret lifetime: {message} "
+            "Choose a shorter --secret-lifetime-days."
+        )
+    if code == "CredentialTypeNotAllowedAsPerAppPolicy":
+        return ConfigurationError(
+            f"{what}: the tenant's app-management policy forbids client secrets: {message}"
+        )
+    if status == 409:
+        return ConflictError(text, **kw)
+    return ServiceError(text, **kw)
+
+
+def _transient(err: MimO365Error) -> bool:
+    return isinstance(err, ThrottledError | TransportError) or (
+        isinstance(err, ServiceError) and (err.status_code or 0) >= 500
+    )
+
+
+class GraphDirectory:
+    """Entra ID operations used by mim-o365, on msgraph-sdk.
+
+    Args:
+        cloud: where Graph is.
+        credential: an async token credential (see ``_clients.as_async_credential``).
+        deadline: bounds every retry.
+        http_client: the httpx client to use (built for the cloud when None).
+    """
+
+    def __init__(
+        self,
+        cloud: Cloud,
+        credential: Any,
+        *,
+        deadline: Deadline,
+        http_client: httpx.AsyncClient,
+        on_progress: ProgressCallback | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+
+        self.deadline = deadline
+        self.on_progress = on_progress
+        self.rng = rng or random.Random()  # noqa: S311 - jitter
+        self.requests = 0
+        auth = AzureIdentityAuthenticationProvider(
+            credential,
+            scopes=[cloud.graph_scope],
+            allowed_hosts=[urlsplit(cloud.graph_endpoint).hostname or ""],
+        )
+        # The default middleware minus kiota's RetryHandler: it would sleep on the real clock.
+        middleware = [
+            RedirectHandler(),
+            ParametersNameDecodingHandler(),
+            UrlReplaceHandler(),
+            UserAgentHandler(),
+            HeadersInspectionHandler(),
+        ]
+        client = GraphClientFactory.create_with_custom_middleware(
+            middleware=middleware, client=http_client
+        )
+        client.base_url = cloud.graph_base_url
+        adapter = GraphRequestAdapter(auth, client=client)
+        adapter.base_url = cloud.graph_base_url
+        self.graph = GraphServiceClient(request_adapter=adapter)
+
+    async def _call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
+        """One Graph call, retried on throttling and transient failures within the deadline."""
+
+        async def attempt() -> Ready[T] | Pending:
+            self.requests += 1
+            try:
+                return Ready(await fn())
+            except (APIError, httpx.TransportError, ClientAuthenticationError) as exc:
+                err = translate(exc, what)
+                if not _transient(err):
+                    raise err from exc
+                retry_after = err.retry_after if isinstance(err, ThrottledError) else None
+                return Pending(str(err).split(": ", 1)[-1], retry_after)
+
+        try:
+            return await poll(
+                what, attempt, deadline=self.deadline, rng=self.rng, on_progress=self.on_progress
+            )
+        except PropagationTimeoutError as exc:
+            raise ThrottledError(
+                f"{what}: Microsoft Graph kept failing or throttling until the timeout; try again later",
+                service="graph",
+            ) from exc
+
+    async def _maybe(self, what: str, fn: Callable[[], Awaitable[T]]) -> T | None:
+        try:
+            return await self._call(what, fn)
+        except NotFoundError:
+            return None
+
+    # --- reads --------------------------------------------------------------------------------
+
+    async def organization(self) -> TenantInfo:
+        """The tenant and its initial domain."""
+        page = await self._call("reading the organization", lambda: self.graph.organization.get())
+        orgs = page.value if page and page.value else []
+        if not orgs:
+            raise ServiceError(
+                "reading the organization: Graph returned no organization", service="graph"
+            )
+        org = orgs[0]
+        initial = next((d.name for d in org.verified_domains or [] if d.is_initial), None)
+        return TenantInfo(str(org.id), str(initial or ""), str(org.display_name or ""))
+
+    async def user(self, address: str) -> UserInfo | None:
+        """A user by UPN or object id; None when absent."""
+        found = await self._maybe(
+            f"looking up {address}", lambda: self.graph.users.by_user_id(address).get()
+        )
+        if found is None:
+            return None
+        return UserInfo(str(found.id), str(found.user_principal_name), found.mail)
+
+    async def service_principal(self, app_id: str) -> ServicePrincipalInfo | None:
+        """The service principal of ``app_id``; None when absent (or not yet replicated)."""
+        found = await self._maybe(
+            f"reading the service principal of {app_id}",
+            lambda: self.graph.service_principals_with_app_id(app_id).get(),
+        )
+        return _sp_info(found) if found is not None else None
+
+    async def application_by_app_id(self, app_id: str) -> AppInfo | None:
+        """An application by client id; None when absent."""
+        found = await self._maybe(
+            f"reading application {app_id}",
+            lambda: self.graph.applications_with_app_id(app_id).get(),
+        )
+        return _app_info(found) if found is not None else None
+
+    async def application(self, object_id: str) -> AppInfo | None:
+        """An application by object id; None when absent (or not yet replicated)."""
+        found = await self._maybe(
+            f"reading application object {object_id}",
+            lambda: self.graph.applications.by_application_id(object_id).get(),
+        )
+        return _app_info(found) if found is not None else None
+
+    async def applications_tagged(self, tag: str) -> list[AppInfo]:
+        """Every application carrying ``tag`` (all pages)."""
+        escaped = tag.replace("'", "''")
+        query = ApplicationsRequestBuilder.ApplicationsRequestBuilderGetQueryParameters(
+            filter=f"tags/any(t:t eq '{escaped}')",
+            top=999,
+            select=[
+                "id",
+                "appId",
+                "displayName",
+                "tags",
+                "notes",
+                "requiredResourceAccess",
+                "passwordCredentials",
+            ],
+        )
+        config = RequestConfiguration(query_parameters=query)
+        page = await self._call(
+            "searching applications",
+            lambda: self.graph.applications.get(request_configuration=config),
+        )
+        apps: list[AppInfo] = []
+        while page is not None:
+            apps.extend(_app_info(a) for a in page.value or [])
+            link = page.odata_next_link
+            if not link:
+                break
+            page = await self._call("searching applications", self._next_page(link))
+        return apps
+
+    def _next_page(self, link: str) -> Callable[[], Awaitable[Any]]:
+        return lambda: self.graph.applications.with_url(link).get()
+
+    async def app_role_assignments(self, principal_id: str) -> list[AssignmentInfo]:
+        """App role assignments held by a service principal."""
+        page = await self._call(
+            "reading granted permissions",
+            lambda: self.graph.service_principals.by_service_principal_id(
+                principal_id
+            ).app_role_assignments.get(),
+        )
+        return [
+            AssignmentInfo(str(a.id), str(a.app_role_id), str(a.principal_id), str(a.resource_id))
+            for a in (page.value if page and page.value else [])
+        ]
+
+    # --- writes -------------------------------------------------------------------------------
+
+    async def create_application(
+        self, display_name: str, access: Access, tags: list[str], notes: str
+    ) -> AppInfo:
+        """POST /applications (single tenant)."""
+        body = Application(
+            display_name=display_name,
+            sign_in_audience="AzureADMyOrg",
+            tags=tags,
+            notes=notes,
+            required_resource_access=_rra_models(access),
+        )
+        created = await self._call(
+            "creating the application", lambda: self.graph.applications.post(body)
+        )
+        if created is None:
+            raise ServiceError(
+                "creating the application: Graph returned no object", service="graph"
+            )
+        return _app_info(created)
+
+    async def update_application(
+        self, object_id: str, *, access: Access | None = None, tags: list[str] | None = None
+    ) -> None:
+        """PATCH /applications/{id}: sent collections replace the old value whole."""
+        body = Application()
+        if access is not None:
+            body.required_resource_access = _rra_models(access)
+        if tags is not None:
+            body.tags = tags
+        await self._call(
+            "updating the application",
+            lambda: self.graph.applications.by_application_id(object_id).patch(body),
+        )
+
+    async def create_service_principal(self, app_id: str) -> ServicePrincipalInfo:
+        """POST /servicePrincipals; NotFoundError while the application has not replicated."""
+        created = await self._call(
+            "creating the service principal",
+            lambda: self.graph.service_principals.post(ServicePrincipal(app_id=app_id)),
+        )
+        if created is None:
+            raise ServiceError(
+                "creating the service principal: Graph returned no object", service="graph"
+            )
+        return _sp_info(created)
+
+    async def assign_app_role(self, resource_id: str, principal_id: str, app_role_id: str) -> bool:
+        """Grant an application permission (admin consent). False when it was already granted."""
+        body = AppRoleAssignment(
+            principal_id=UUID(principal_id),
+            resource_id=UUID(resource_id),
+            app_role_id=UUID(app_role_id),
+        )
+        try:
+            await self._call(
+                "granting admin consent",
+                lambda: self.graph.service_principals.by_service_principal_id(
+                    resource_id
+                ).app_role_assigned_to.post(body),
+            )
+        except ServiceError as err:
+            if err.status_code == 400 and "already exists" in str(err):
+                return False
+            raise
+        return True
+
+    async def add_password(
+        self, object_id: str, display_name: str, end: datetime
+    ) -> tuple[SecretInfo, Secret]:
+        """Mint a client secret; its text is returned once, wrapped."""
+        body = AddPasswordPostRequestBody(
+            password_credential=PasswordCredential(display_name=display_name, end_date_time=end)
+        )
+        created = await self._call(
+            "creating the client secret",
+            lambda: self.graph.applications.by_application_id(object_id).add_password.post(body),
+        )
+        if created is None or not created.secret_text:
+            raise ServiceError(
+                "creating the client secret: Graph returned no secret", service="graph"
+            )
+        info = SecretInfo(
+            str(created.key_id),
+            created.display_name,
+            created.hint,
+            created.start_date_time,
+            created.end_date_time,
+        )
+        return info, Secret(created.secret_text)
+
+    async def remove_password(self, object_id: str, key_id: str) -> None:
+        """Remove a client secret."""
+        from uuid import UUID
+
+        body = RemovePasswordPostRequestBody(key_id=UUID(key_id))
+        await self._call(
+            "removing a client secret",
+            lambda: self.graph.applications.by_application_id(object_id).remove_password.post(body),
+        )
+
+
+def _rra_models(access: Access) -> list[RequiredResourceAccess]:
+    from uuid import UUID
+
+    return [
+        RequiredResourceAccess(
+            resource_app_id=resource,
+            resource_access=[ResourceAccess(id=UUID(i), type=t) for i, t in items],
+        )
+        for resource, items in access
+    ]
