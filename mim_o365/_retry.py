@@ -38,20 +38,29 @@ class Ready(Generic[T]):
 
 @dataclass(frozen=True)
 class Backoff:
-    """Delays between polls: ``initial`` growing by ``factor`` up to ``maximum``, with +-``jitter``."""
+    """Delays between polls.
 
-    initial: float = 0.25
+    Delays grow from ``initial`` by ``factor``, but never beyond ``ratio`` times the time already
+    spent waiting (at least ``floor``), nor beyond ``maximum``. So a condition that clears after
+    t seconds is seen at most about ``ratio * t`` late: short waits stay short, long waits poll
+    rarely. Each delay gets +-``jitter``.
+    """
+
+    initial: float = 0.2
     factor: float = 1.6
-    maximum: float = 2.0
+    floor: float = 0.5
+    ratio: float = 0.25
+    maximum: float = 5.0
     jitter: float = 0.2
 
-    def delays(self, rng: random.Random) -> Callable[[], float]:
-        """A generator function of successive delays."""
+    def delays(self, rng: random.Random) -> Callable[[float], float]:
+        """A function from seconds waited so far to the next delay."""
         state = {"next": self.initial}
 
-        def nxt() -> float:
-            base = state["next"]
-            state["next"] = min(self.maximum, base * self.factor)
+        def nxt(waited: float) -> float:
+            cap = min(self.maximum, max(self.floor, self.ratio * waited))
+            base = min(state["next"], cap)
+            state["next"] = base * self.factor
             return max(0.0, base * (1 + rng.uniform(-self.jitter, self.jitter)))
 
         return nxt
@@ -92,13 +101,14 @@ async def poll(
     """
     nxt = (backoff or Backoff()).delays(rng or random.Random())  # noqa: S311 - jitter, not secrets
     reported = False
+    started = deadline.elapsed
     while True:
         outcome = await attempt()
         if isinstance(outcome, Ready):
             if reported:
                 log.info("done waiting for %s after %.1fs", what, deadline.elapsed)
             return outcome.value
-        delay = nxt()
+        delay = nxt(deadline.elapsed - started)
         if outcome.retry_after is not None:
             delay = max(delay, outcome.retry_after)
         if deadline.remaining <= 0:
