@@ -311,8 +311,10 @@ async def register(
             run.consent_url = cloud.admin_consent_url(tenant.id, current.app_id)
             log.warning("admin consent could not be granted: %s", err)
             say(
-                "admin consent needs a Global Administrator or Privileged Role Administrator: open "
-                f"{run.consent_url}"
+                "the admin identity cannot grant admin consent: an app-only admin needs the Microsoft Graph "
+                "application permissions AppRoleAssignment.ReadWrite.All and Application.Read.All; a signed-in "
+                "admin needs the Global Administrator or Privileged Role Administrator role. A Global "
+                f"Administrator can grant it in a browser instead: {run.consent_url}"
             )
 
     async def secret() -> None:

@@ -63,12 +63,17 @@ def exit_status_for(exc: BaseException) -> ExitStatus:
 
 
 def _setup_logging(verbose: int) -> None:
-    level = logging.WARNING - 10 * min(verbose, 2)
+    """-v: our INFO on stderr; -vv: DEBUG from every library too (the HTTP conversation)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("mim_o365")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
+    ours = logging.getLogger("mim_o365")
+    ours.handlers[:] = [handler]
+    ours.propagate = False
+    ours.setLevel(logging.WARNING - 10 * min(verbose, 2))
+    if verbose >= 2:
+        root = logging.getLogger()
+        root.handlers[:] = [handler]
+        root.setLevel(logging.DEBUG)
 
 
 def _fail(exc: MimO365Error) -> None:
@@ -255,6 +260,8 @@ def _credential(auth: str, cloud: Any, tenant: str) -> Any:
     if auth == "auto":
         if env_ready:
             auth = "environment"
+        elif _azure_cli_signed_in(cloud, tenant):
+            auth = "azure-cli"
         elif sys.stdin.isatty():
             auth = "device-code"
         else:
@@ -283,6 +290,22 @@ def _credential(auth: str, cloud: Any, tenant: str) -> Any:
     if auth == "azure-cli":
         return ai.AzureCliCredential(tenant_id=tenant)
     return ai.ManagedIdentityCredential()
+
+
+def _azure_cli_signed_in(cloud: Any, tenant: str) -> bool:
+    """Whether the Azure CLI is installed and holds a session that can get a Graph token."""
+    import shutil
+
+    if shutil.which("az") is None:
+        return False
+    import azure.identity as ai
+    from azure.core.exceptions import ClientAuthenticationError
+
+    try:
+        ai.AzureCliCredential(tenant_id=tenant, process_timeout=20).get_token(cloud.graph_scope)
+    except (ClientAuthenticationError, ai.CredentialUnavailableError):
+        return False
+    return True
 
 
 def _shell_quote(value: str) -> str:

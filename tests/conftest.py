@@ -84,3 +84,15 @@ def emulator(clock: FakeClock) -> Emulator:
 def server(emulator: Emulator) -> Iterator[EmulatorServer]:
     with EmulatorServer(emulator) as srv:
         yield srv
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """The CLI configures logging; put it back so one test's handlers never reach the next."""
+    import logging
+
+    root, ours = logging.getLogger(), logging.getLogger("mim_o365")
+    saved = (root.handlers[:], root.level, ours.handlers[:], ours.level, ours.propagate)
+    yield
+    root.handlers[:], root.level = saved[0], saved[1]
+    ours.handlers[:], ours.level, ours.propagate = saved[2], saved[3], saved[4]

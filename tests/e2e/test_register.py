@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import stat
 from collections.abc import Iterator
 from contextlib import closing
@@ -22,6 +23,7 @@ from mim_o365 import (
     FakeClock,
     FileSink,
     PlanConflictError,
+    PropagationTimeoutError,
     Registration,
     Secret,
 )
@@ -288,13 +290,13 @@ def test_secret_never_reaches_logs_at_debug(server: EmulatorServer, clock: FakeC
 
 
 def _cli(server: EmulatorServer, monkeypatch: pytest.MonkeyPatch, args: list[str], *,
-         client_id: str | None = None, secret: str | None = None) -> Any:
+         client_id: str | None = None, secret: str | None = None, extra: list[str] | None = None) -> Any:
     monkeypatch.setenv("AZURE_CLIENT_ID", client_id or server.admin_client_id)
     monkeypatch.setenv("AZURE_CLIENT_SECRET", secret or server.admin_client_secret)
     monkeypatch.setenv("AZURE_TENANT_ID", server.tenant_id)
     runner = CliRunner()
     return runner.invoke(main, [*args, "--cloud-file", str(server.cloud_file), "--tenant", server.tenant_id,
-                                "--auth", "environment", "--timeout", "60"], catch_exceptions=False)
+                                "--auth", "environment", *(extra or ["--timeout", "60"])], catch_exceptions=False)
 
 
 def test_cli_json_output(server: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -358,3 +360,82 @@ def test_cli_sandbox_persists_between_runs(tmp_path: Path) -> None:
     a, b = json.loads(first.stdout), json.loads(second.stdout)
     assert a["application_id"] == b["application_id"]
     assert b["created"] == [] and b["client_secret"] is None
+
+
+SECRET_SHAPE = re.compile(r"[A-Za-z0-9]{3}[0-9]Q~[A-Za-z0-9~._-]{20,}")
+
+
+def test_tenant_without_exchange_online_is_refused_before_writes(server: EmulatorServer, clock: FakeClock) -> None:
+    state = server.emulator.directory.state
+    exo = next(sp for sp in state.service_principals.values() if sp.app_id == EXCHANGE_APP_ID)
+    del state.service_principals[exo.id]
+    with _client(server, clock) as client, pytest.raises(ConfigurationError, match="no Office 365 Exchange Online"):
+        client.register_mailbox_app(MAILBOX)
+    assert server.emulator.count("graph", method="POST") == 0
+
+
+def test_timeout_takes_the_undelivered_secret_back_and_a_rerun_finishes(clock: FakeClock) -> None:
+    em = Emulator(seed=21, clock=clock, knobs=Knobs(consent=Lag(seconds=900)))
+    with EmulatorServer(em) as server, _client(server, clock) as client:
+        with pytest.raises(PropagationTimeoutError) as err:
+            client.register_mailbox_app(MAILBOX, timeout=60)
+        assert "full_access_as_app" in str(err.value)
+        assert not SECRET_SHAPE.search(str(err.value))
+        app = next(a for a in em.directory.state.applications.values() if "mim-o365" in a.tags)
+        assert app.password_credentials == [], "a secret nobody received must not stay behind"
+        clock.advance(900)
+        reg = client.register_mailbox_app(MAILBOX, timeout=60)
+    assert reg.token_has_role is True
+    assert reg.created == ("client secret",)
+
+
+def test_cli_timeout_is_exit_75(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    em = Emulator(seed=22, knobs=Knobs(consent=Lag(reads=10_000)))
+    with EmulatorServer(em) as server:
+        result = _cli(server, monkeypatch, ["register", "--mailbox", MAILBOX], extra=["--timeout", "1"])
+    assert result.exit_code == 75, result.stderr
+    assert "run the same command again" in result.stderr
+
+
+def test_cli_lifetime_cap_is_exit_78(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    em = Emulator(seed=23, clock=clock, knobs=Knobs(secret_max_lifetime_days=30))
+    with EmulatorServer(em) as server:
+        result = _cli(server, monkeypatch, ["register", "--mailbox", MAILBOX])
+    assert result.exit_code == 78, result.stderr
+    assert "Maximum allowed lifetime: 30 days" in result.stderr
+    assert "--secret-lifetime-days" in result.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs a folder where no file can be created (/proc)")
+def test_cli_unwritable_secret_out_removes_the_secret(server: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    result = _cli(server, monkeypatch, ["register", "--mailbox", MAILBOX, "--secret-out", "/proc/self/mim-secret"])
+    assert result.exit_code == 78, result.stderr
+    assert "removed from the application again" in result.stderr
+    apps = [a for a in server.emulator.directory.state.applications.values() if "mim-o365" in a.tags]
+    assert [a.password_credentials for a in apps] == [[]]
+    assert not SECRET_SHAPE.search(result.stdout + result.stderr)
+
+
+def test_cli_dry_run_and_debug_output_hold_no_secret(server: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    dry = _cli(server, monkeypatch, ["register", "--mailbox", MAILBOX, "--dry-run"])
+    assert dry.exit_code == 0, dry.stderr
+    assert "create application" in dry.stderr
+    assert dry.stdout == ""
+    assert server.emulator.count("graph", method="POST") == 0
+    loud = _cli(server, monkeypatch, ["-vv", "register", "--mailbox", MAILBOX, "--output", "json"])
+    assert loud.exit_code == 0, loud.stderr
+    secret = json.loads(loud.stdout)["client_secret"]
+    assert "DEBUG" in loud.stderr or "INFO" in loud.stderr
+    assert secret not in loud.stderr
+    assert server.admin_client_secret not in loud.stderr + loud.stdout
+
+
+def test_cli_auto_auth_without_identity_lists_the_choices(server: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_TENANT_ID", "AZURE_CLIENT_CERTIFICATE_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")  # no Azure CLI either
+    result = CliRunner().invoke(main, ["register", "--mailbox", MAILBOX, "--tenant", server.tenant_id,
+                                       "--cloud-file", str(server.cloud_file)])
+    assert result.exit_code == 78
+    for choice in ("device-code", "browser", "azure-cli", "managed-identity", "--sandbox"):
+        assert choice in result.stderr
