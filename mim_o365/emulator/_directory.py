@@ -183,6 +183,21 @@ class Directory:
         )
         state.admin_client_id = admin.app_id
         state.admin_client_secret = secret
+        # An unrelated app that already uses EWS: it sits on the allow list and must stay there.
+        other = Application(
+            id=ids.guid(), app_id=ids.guid(), display_name="Contoso Archive Connector", created=created,
+            sign_in_audience="AzureADMyOrg",
+        )
+        state.applications[other.id] = other
+        other_sp = ServicePrincipal(
+            id=ids.guid(), app_id=other.app_id, display_name=other.display_name, created=created,
+            app_owner_organization_id=tid, service_principal_names=[other.app_id],
+        )
+        state.service_principals[other_sp.id] = other_sp
+        org = state.exchange.org
+        org.ews_enabled = org.effective_ews_enabled = knobs.ews_enabled
+        if knobs.ews_enabled is not None:
+            org.ews_allowed_app_ids = org.effective_ews_allowed_app_ids = other.app_id
         graph = directory.sp_by_app_id(_seed.FIRST_PARTY[0].app_id)
         exo = directory.sp_by_app_id(_seed.FIRST_PARTY[1].app_id)
         if graph is None or exo is None:  # pragma: no cover - seeded just above

@@ -23,7 +23,10 @@ from requests.structures import CaseInsensitiveDict
 from mim_o365._clock import Clock, SystemClock
 from mim_o365.emulator._directory import Directory
 from mim_o365.emulator._errors import EmulatorError
+from mim_o365.emulator._exchange import Exchange
 from mim_o365.emulator._http._common import ConnectionDropped, json_response
+from mim_o365.emulator._http.ews import Ews
+from mim_o365.emulator._http.exchange_admin import ExchangeAdmin
 from mim_o365.emulator._http.graph import ODATA_JSON, Graph, odata_error
 from mim_o365.emulator._http.identity import Identity
 from mim_o365.emulator._ids import IdSource
@@ -80,9 +83,12 @@ class Emulator:
             self.directory = Directory.seeded(self.knobs, self.ids, self.clock.now)
         else:
             self.directory = Directory(state, self.knobs, self.ids, self.clock.now)
+        self.exchange = Exchange(self.directory.state, self.knobs, self.ids, self.clock.now)
         self.tokens = TokenIssuer()
         self.identity = Identity(self)
         self.graph = Graph(self)
+        self.exchange_admin = ExchangeAdmin(self)
+        self.ews = Ews(self)
         self.requests: list[RequestRecord] = []
         self._lock = threading.Lock()
         self.on_change: Callable[[], None] | None = None
@@ -184,6 +190,14 @@ class Emulator:
         try:
             if service == "graph":
                 return self.graph.handle(request, path[len("/v1.0") :])
+            if service == "exchange-admin":
+                with self.directory.lock:
+                    response = self.exchange_admin.handle(request, path)
+                self.changed(request.method)
+                return response
+            if service == "ews":
+                with self.directory.lock:
+                    return self.ews.handle(request, path)
             if service == "identity":
                 answer = self._identity(request, path)
                 if answer is not None:

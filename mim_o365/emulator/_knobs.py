@@ -60,6 +60,14 @@ class Knobs:
         device_code_pending_polls: polls answered ``authorization_pending`` before the interactive
             admin is signed in.
         token_lifetime: seconds an access token is valid.
+        ews_enabled: the seeded tenant's EwsEnabled (True, False, or None for "not configured").
+        ews_denial: how EWS answers an app blocked by EwsEnabled/EwsAllowedAppIDs or by an access
+            policy; the wire form is not documented: ``"http403"`` (empty 403, the default) or
+            ``"soap"`` (HTTP 200 with a per-item ErrorAccessDenied).
+        ews_allowed_ids_as_array: Get-OrganizationConfig returns EwsAllowedAppIDs as a JSON array
+            instead of a comma-separated string (the REST type is not documented).
+        require_retrieve_switch: Get-OrganizationConfig omits EwsAllowedAppIDs unless called with
+            -RetrieveEwsOperationAccessPolicy (documented for PowerShell).
     """
 
     replication: Lag = field(default_factory=Lag)
@@ -73,8 +81,14 @@ class Knobs:
     secret_max_lifetime_days: float | None = None
     device_code_pending_polls: int = 0
     token_lifetime: int = 3599
+    ews_enabled: bool | None = True
+    ews_denial: str = "http403"
+    ews_allowed_ids_as_array: bool = False
+    require_retrieve_switch: bool = True
 
     def __post_init__(self) -> None:
+        if self.ews_denial not in ("http403", "soap"):
+            raise ValueError(f"ews_denial must be 'http403' or 'soap', got {self.ews_denial!r}")
         for name in ("throttle_rate", "error_rate", "drop_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:

@@ -128,6 +128,103 @@ class Tenant:
 
 
 @dataclass
+class OrgChange:
+    """A Set-OrganizationConfig write on its way to the servers that enforce it."""
+
+    name: str
+    value: Any
+    replica: Replica = field(default_factory=Replica)
+
+
+@dataclass
+class OrganizationConfig:
+    """Exchange organization settings that govern EWS.
+
+    ``ews_enabled``/``ews_allowed_app_ids`` are what Get-OrganizationConfig shows at once;
+    ``effective_*`` are what EWS enforces, after the policy delay.
+    """
+
+    ews_enabled: bool | None = True
+    ews_allowed_app_ids: str | None = None
+    effective_ews_enabled: bool | None = True
+    effective_ews_allowed_app_ids: str | None = None
+    pending: list[OrgChange] = field(default_factory=list)
+
+
+@dataclass
+class MailGroup:
+    """Exchange's view of a mail-enabled security group; ``group_id`` is its directory object id."""
+
+    guid: str
+    group_id: str
+    name: str
+    alias: str
+    primary_smtp: str
+    created: datetime
+    notes: str | None = None
+
+
+@dataclass
+class AccessPolicy:
+    """An application access policy (New-ApplicationAccessPolicy)."""
+
+    identity: str
+    app_id: str
+    scope_id: str
+    scope_name: str
+    scope_kind: str
+    access_right: str
+    description: str | None
+    created: datetime
+    effective: Replica = field(default_factory=Replica)
+
+
+@dataclass
+class ExoServicePrincipal:
+    """Exchange's pointer to an Entra service principal (New-ServicePrincipal)."""
+
+    identity: str
+    app_id: str
+    object_id: str
+    display_name: str
+
+
+@dataclass
+class ManagementScope:
+    """A management scope with a recipient filter (New-ManagementScope)."""
+
+    identity: str
+    name: str
+    recipient_restriction_filter: str
+
+
+@dataclass
+class RoleAssignment:
+    """An RBAC for Applications role assignment (New-ManagementRoleAssignment -App)."""
+
+    identity: str
+    name: str
+    role: str
+    app_object_id: str
+    custom_resource_scope: str | None
+    recipient_group_scope: str | None
+    created: datetime
+    effective: Replica = field(default_factory=Replica)
+
+
+@dataclass
+class ExchangeState:
+    """Exchange Online: organization config, groups, policies and RBAC for Applications."""
+
+    org: OrganizationConfig = field(default_factory=OrganizationConfig)
+    groups: dict[str, MailGroup] = field(default_factory=dict)
+    policies: dict[str, AccessPolicy] = field(default_factory=dict)
+    service_principals: dict[str, ExoServicePrincipal] = field(default_factory=dict)
+    scopes: dict[str, ManagementScope] = field(default_factory=dict)
+    role_assignments: dict[str, RoleAssignment] = field(default_factory=dict)
+
+
+@dataclass
 class DirectoryState:
     """Everything the emulated tenant holds; what ``--state`` persists."""
 
@@ -140,3 +237,4 @@ class DirectoryState:
     admin_client_id: str = ""
     admin_client_secret: str = ""
     issued_secret_hashes: list[str] = field(default_factory=list)
+    exchange: ExchangeState = field(default_factory=ExchangeState)
