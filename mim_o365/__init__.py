@@ -28,6 +28,7 @@ from mim_o365._errors import (
 from mim_o365._register import Registration
 from mim_o365._secrets import Secret
 from mim_o365._sinks import FileSink, SecretSink
+from mim_o365._verify import Check, Verification
 
 try:
     __version__ = version("mim-o365")
@@ -37,6 +38,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 __all__ = [
     "BUILTIN_CLOUDS",
     "AuthenticationError",
+    "Check",
     "Client",
     "Clock",
     "Cloud",
@@ -57,5 +59,6 @@ __all__ = [
     "ThrottledError",
     "TransportError",
     "UsageError",
+    "Verification",
     "__version__",
 ]

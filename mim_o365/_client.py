@@ -10,7 +10,9 @@ from typing import Any, TypeVar
 from mim_o365._errors import UsageError
 from mim_o365._plan import DEFAULT_DISPLAY_NAME
 from mim_o365._register import Registration
+from mim_o365._secrets import Secret
 from mim_o365._sinks import SecretSink
+from mim_o365._verify import Verification
 from mim_o365.aio._client import DEFAULT_TIMEOUT
 from mim_o365.aio._client import Client as AsyncClient
 
@@ -63,6 +65,11 @@ class Client:
         secret_sink: SecretSink | None = None,
         dry_run: bool = False,
         timeout: float = DEFAULT_TIMEOUT,
+        scope: str = "policy",
+        policy_group: str | None = None,
+        allow_list: bool = True,
+        enable_ews: bool = False,
+        verify: bool = True,
     ) -> Registration:
         """See :meth:`mim_o365.aio.Client.register_mailbox_app`."""
         return self._run(
@@ -75,6 +82,28 @@ class Client:
                 secret_sink=secret_sink,
                 dry_run=dry_run,
                 timeout=timeout,
+                scope=scope,
+                policy_group=policy_group,
+                allow_list=allow_list,
+                enable_ews=enable_ews,
+                verify=verify,
+            )
+        )
+
+    def verify_mailbox_access(
+        self,
+        app_id: str,
+        mailbox: str,
+        secret: Secret,
+        *,
+        rbac: bool = False,
+        diagnose: bool = True,
+        timeout: float = 0.0,
+    ) -> Verification:
+        """See :meth:`mim_o365.aio.Client.verify_mailbox_access`."""
+        return self._run(
+            self._aclient.verify_mailbox_access(
+                app_id, mailbox, secret, rbac=rbac, diagnose=diagnose, timeout=timeout
             )
         )
 

@@ -43,10 +43,12 @@ def check_lifetime(days: int) -> int:
     return days
 
 
-def desired_access(current: Access, exchange_role_id: str) -> Access:
+def desired_access(current: Access, exchange_role_id: str, *, tenant_wide: bool = True) -> Access:
     """``requiredResourceAccess`` without Graph ``User.Read`` and with Exchange ``full_access_as_app``.
 
-    Every other entry is kept as it is (an adopted app may request more than we need).
+    Every other entry is kept as it is (an adopted app may request more than we need). With
+    ``tenant_wide=False`` (RBAC for Applications) ``full_access_as_app`` is removed instead: a
+    request left there invites a tenant-wide consent that would undo the scoping.
     """
     out: list[tuple[str, tuple[tuple[str, str], ...]]] = []
     has_exchange = False
@@ -57,10 +59,14 @@ def desired_access(current: Access, exchange_role_id: str) -> Access:
                 continue
         if resource.lower() == EXCHANGE_APP_ID:
             has_exchange = True
-            if (exchange_role_id, "Role") not in items:
+            if not tenant_wide:
+                items = tuple(i for i in items if i != (exchange_role_id, "Role"))
+                if not items:
+                    continue
+            elif (exchange_role_id, "Role") not in items:
                 items = (*items, (exchange_role_id, "Role"))
         out.append((resource, items))
-    if not has_exchange:
+    if not has_exchange and tenant_wide:
         out.append((EXCHANGE_APP_ID, ((exchange_role_id, "Role"),)))
     return tuple(out)
 

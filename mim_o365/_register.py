@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import httpx
+
 from mim_o365._clock import Clock
 from mim_o365._clouds import Cloud
 from mim_o365._errors import (
@@ -23,6 +25,15 @@ from mim_o365._errors import (
     PlanConflictError,
     ServiceError,
 )
+from mim_o365._exchange_steps import (
+    EWS_ROLE,
+    ExchangeResult,
+    ensure_allow_listed,
+    policy_group_name,
+    scope_with_policy,
+    scope_with_rbac,
+)
+from mim_o365._gateways._exchange import ExchangeAdmin
 from mim_o365._gateways._graph import AppInfo, GraphDirectory, SecretInfo, ServicePrincipalInfo
 from mim_o365._gateways._identity import TokenProbe
 from mim_o365._plan import (
@@ -37,6 +48,7 @@ from mim_o365._plan import (
 from mim_o365._retry import Deadline, Pending, ProgressCallback, Ready, poll
 from mim_o365._secrets import Secret
 from mim_o365._sinks import SecretSink
+from mim_o365._verify import Verification, verify_until_ok
 from mim_o365._wellknown import EXCHANGE_APP_ID, FULL_ACCESS_AS_APP, FULL_ACCESS_AS_APP_ID
 
 log = logging.getLogger("mim_o365")
@@ -67,6 +79,12 @@ class Registration:
     existing_secrets: tuple[SecretInfo, ...] = ()
     plan: tuple[str, ...] = ()
     dry_run: bool = False
+    scope: str = "policy"
+    access_policy: dict[str, Any] | None = None
+    ews_allow_listed: bool | None = None
+    ews_problem: str | None = None
+    verified: bool | None = None
+    verification: Verification | None = None
 
     def as_dict(self, *, reveal_secret: bool = False) -> dict[str, Any]:
         """JSON-ready fields; the secret only with ``reveal_secret``."""
@@ -103,6 +121,12 @@ class Registration:
             ],
             "plan": list(self.plan),
             "dry_run": self.dry_run,
+            "scope": self.scope,
+            "access_policy": self.access_policy,
+            "ews_allow_listed": self.ews_allow_listed,
+            "ews_problem": self.ews_problem,
+            "verified": self.verified,
+            "verification": self.verification.as_dict() if self.verification else None,
         }
 
 
@@ -137,8 +161,22 @@ async def register(
     sink: SecretSink | None = None,
     dry_run: bool = False,
     on_progress: ProgressCallback | None = None,
+    exchange: ExchangeAdmin | None = None,
+    scope: str = "policy",
+    policy_group: str | None = None,
+    allow_list: bool = True,
+    enable_ews: bool = False,
+    verify: bool = True,
+    transport: httpx.BaseTransport | None = None,
 ) -> Registration:
     """Find or create the MIM mailbox application and bring it to the desired state."""
+    if scope not in ("policy", "rbac", "none"):
+        raise ConfigurationError(f"--scope {scope!r}: choose policy, rbac or none")
+    if exchange is None and (scope != "none" or allow_list):
+        raise ConfigurationError(
+            "the Exchange steps need an Exchange admin gateway; turn them off with "
+            "scope='none' and allow_list=False"
+        )
     mailbox = check_mailbox(mailbox)
     check_lifetime(secret_lifetime_days)
     if sink is not None:
@@ -148,6 +186,8 @@ async def register(
     )
 
     tenant = await directory.organization()
+    if exchange is not None:
+        exchange.tenant_id = tenant.id
     user = await directory.user(mailbox)
     if user is None:
         raise ConfigurationError(
@@ -159,13 +199,13 @@ async def register(
             f"{mailbox} exists in {tenant.initial_domain} but has no mailbox (no mail address); "
             "MIM Service needs a licensed Exchange Online mailbox. Nothing was changed."
         )
-    exchange = await directory.service_principal(EXCHANGE_APP_ID)
-    if exchange is None:
+    exo = await directory.service_principal(EXCHANGE_APP_ID)
+    if exo is None:
         raise ConfigurationError(
             f"tenant {tenant.initial_domain} has no Office 365 Exchange Online service principal "
             f"({EXCHANGE_APP_ID}); Exchange Online must be provisioned first. Nothing was changed."
         )
-    role_id = exchange.app_roles.get(FULL_ACCESS_AS_APP)
+    role_id = exo.app_roles.get(FULL_ACCESS_AS_APP)
     if role_id is None:
         raise ConfigurationError(
             f"the Exchange Online service principal offers no {FULL_ACCESS_AS_APP} role"
@@ -197,17 +237,22 @@ async def register(
         app = found[0] if found else None
         adopted = bool(app and "mim-o365:adopted" in app.tags)
 
-    access = desired_access(app.required_resource_access if app else (), role_id)
+    rbac = scope == "rbac"
+    access = desired_access(
+        app.required_resource_access if app else (), role_id, tenant_wide=not rbac
+    )
     tags = managed_tags(app.tags if app else (), mailbox, adopted=adopted)
     existing = tuple(s for s in (app.secrets if app else ()) if _ours(s))
     mint = new_secret or not existing or (app is not None and not app.secrets)
     sp = await directory.service_principal(app.app_id) if app else None
-    has_consent = False
+    consents = []
     if sp is not None:
-        has_consent = any(
-            a.app_role_id == role_id and a.resource_id == exchange.id
+        consents = [
+            a
             for a in await directory.app_role_assignments(sp.id)
-        )
+            if a.app_role_id == role_id and a.resource_id == exo.id
+        ]
+    has_consent = bool(consents)
 
     plan = []
     if app is None:
@@ -221,8 +266,26 @@ async def register(
             plan.append("tag the application as managed by mim-o365")
     if sp is None:
         plan.append("create the service principal")
-    if not has_consent:
+    if not has_consent and not rbac:
         plan.append(f"grant admin consent for {FULL_ACCESS_AS_APP}")
+    if has_consent and rbac:
+        plan.append(
+            f"remove the tenant-wide {FULL_ACCESS_AS_APP} consent (RBAC for Applications scopes access)"
+        )
+    group_name = policy_group or policy_group_name(app.app_id if app else "<new app id>")
+    if scope == "policy":
+        plan.append(
+            f"restrict the app to {mailbox} with group '{group_name}' and a RestrictAccess policy"
+        )
+    elif rbac:
+        plan.append(
+            f"grant '{EWS_ROLE}' through RBAC for Applications scoped to group '{group_name}'"
+        )
+    if allow_list:
+        plan.append(
+            "make sure the app is on the organization's EwsAllowedAppIDs"
+            + (" and set EwsEnabled=$true" if enable_ews else "")
+        )
     if mint:
         plan.append(f"create a client secret valid {secret_lifetime_days} days")
     common: dict[str, Any] = {
@@ -241,10 +304,15 @@ async def register(
             dry_run=True,
             existing_secrets=existing,
             consent="granted" if has_consent else "missing",
+            scope=scope,
             **common,
         )
 
     run = _Run(sp=sp)
+    if rbac:
+        run.consent = "rbac"
+    sp_ready = asyncio.Event()
+    ex = ExchangeResult()
     if app is None:
         app = await directory.create_application(
             display_name, access, tags, f"Managed by mim-o365 for MIM Service mailbox {mailbox}."
@@ -273,6 +341,12 @@ async def register(
     current = app
 
     async def principal_and_consent() -> None:
+        try:
+            await _principal_and_consent()
+        finally:
+            sp_ready.set()
+
+    async def _principal_and_consent() -> None:
         if run.sp is None:
 
             async def create_sp() -> Ready[ServicePrincipalInfo] | Pending:
@@ -289,13 +363,19 @@ async def register(
             run.sp = await poll(
                 "the service principal", create_sp, deadline=deadline, on_progress=on_progress
             )
+        sp_ready.set()
+        if rbac:
+            for grant in consents:  # tenant-wide consent would undo the RBAC scoping
+                await directory.remove_app_role_assignment(exo.id, grant.id)
+                run.changed.append(f"removed tenant-wide {FULL_ACCESS_AS_APP} consent")
+            return
         if has_consent:
             return
         sp_id = run.sp.id
 
         async def consent() -> Ready[bool] | Pending:
             try:
-                return Ready(await directory.assign_app_role(exchange.id, sp_id, role_id))
+                return Ready(await directory.assign_app_role(exo.id, sp_id, role_id))
             except NotFoundError:
                 return Pending("the service principal has not replicated yet")
             except ServiceError as err:
@@ -350,15 +430,34 @@ async def register(
             ) from None
         run.delivered_to = sink.description
 
-    outcomes = await asyncio.gather(principal_and_consent(), secret(), return_exceptions=True)
+    async def exchange_steps() -> None:
+        if exchange is None:
+            return
+        name = policy_group or policy_group_name(current.app_id)
+        if scope == "policy":
+            await scope_with_policy(exchange, current.app_id, mailbox, name, ex)
+        elif rbac:
+            await sp_ready.wait()
+            if run.sp is not None:
+                await scope_with_rbac(
+                    exchange, current.app_id, run.sp.id, current.display_name, mailbox, name, ex
+                )
+        if allow_list:
+            await ensure_allow_listed(exchange, current.app_id, enable_ews=enable_ews, out=ex)
+
+    outcomes = await asyncio.gather(
+        principal_and_consent(), secret(), exchange_steps(), return_exceptions=True
+    )
     failure = next((o for o in outcomes if isinstance(o, BaseException)), None)
-    if failure is None and run.secret is not None and run.consent == "granted":
+    if failure is None and run.secret is not None and run.consent in ("granted", "rbac"):
         secret_value = run.secret
 
         async def token_role() -> Ready[bool] | Pending:
             got = await probe.roles(current.app_id, secret_value, cloud.exchange_scope)
             if isinstance(got, Pending):
                 return got
+            if rbac:
+                return Ready(True)
             if FULL_ACCESS_AS_APP not in got.value:
                 return Pending("admin consent has not reached new tokens yet")
             return Ready(True)
@@ -377,6 +476,21 @@ async def register(
             # Nowhere safe holds the secret yet: remove it, the next run mints a new one.
             await _remove_again(directory, current.id, run.secret_info.key_id)
         raise failure
+    verification: Verification | None = None
+    if verify and run.secret is not None and not ex.ews_problem and run.consent != "pending":
+        verification = await verify_until_ok(
+            probe=probe,
+            cloud=cloud,
+            tenant_id=tenant.id,
+            app_id=current.app_id,
+            secret=run.secret,
+            mailbox=mailbox,
+            admin=exchange,
+            rbac=rbac,
+            transport=transport,
+            deadline=deadline,
+            on_progress=on_progress,
+        )
     return Registration(
         application_id=current.app_id,
         object_id=current.id,
@@ -389,10 +503,16 @@ async def register(
         consent=run.consent,
         admin_consent_url=run.consent_url,
         token_has_role=True if (run.secret is not None and run.consent == "granted") else None,
-        created=tuple(run.created),
-        changed=tuple(run.changed),
+        created=tuple(run.created + ex.created),
+        changed=tuple(run.changed + ex.changed),
         existing_secrets=existing,
         plan=tuple(plan),
+        scope=scope,
+        access_policy=ex.scope,
+        ews_allow_listed=ex.allow_listed,
+        ews_problem=ex.ews_problem,
+        verified=verification.ok if verification else None,
+        verification=verification,
         **common,
     )
 

@@ -27,6 +27,7 @@ class Pending:
 
     reason: str
     retry_after: float | None = None
+    code: str | None = None
 
 
 @dataclass(frozen=True)

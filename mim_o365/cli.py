@@ -8,9 +8,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from enum import IntEnum
 from pathlib import Path
 from types import FrameType
@@ -62,10 +65,31 @@ def exit_status_for(exc: BaseException) -> ExitStatus:
     return ExitStatus.ERROR
 
 
+_SECRET_PATTERNS = (
+    re.compile(r"(client_secret[\"']?\s*[:=]\s*[\"']?)[^&\"',}\s]+", re.I),
+    re.compile(r"(client_assertion[\"']?\s*[:=]\s*[\"']?)[^&\"',}\s]+", re.I),
+    re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+"),
+    re.compile(r"(secretText[\"']?\s*[:=]\s*[\"']?)[^\"',}\s]+"),
+)
+
+
+class RedactingFilter(logging.Filter):
+    """Scrubs credentials from every record a handler emits (libraries log request bodies at DEBUG)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Replace the message with its redacted text."""
+        text = record.getMessage()
+        for pattern in _SECRET_PATTERNS:
+            text = pattern.sub(r"\1***", text)
+        record.msg, record.args = text, None
+        return True
+
+
 def _setup_logging(verbose: int) -> None:
     """-v: our INFO on stderr; -vv: DEBUG from every library too (the HTTP conversation)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
     ours = logging.getLogger("mim_o365")
     ours.handlers[:] = [handler]
     ours.propagate = False
@@ -335,41 +359,104 @@ def _print_registration(reg: Any, output: str) -> None:
         )
 
 
+def target_options(func: Any) -> Any:
+    """Options that say which tenant, cloud and admin identity to use."""
+    options = [
+        click.option("--tenant", help="Tenant id or verified domain (not needed with --sandbox)."),
+        click.option(
+            "--cloud",
+            "cloud_name",
+            type=click.Choice(["global", "usgov", "usgov-dod", "china"]),
+            default="global",
+            show_default=True,
+            help="Microsoft cloud.",
+        ),
+        click.option(
+            "--cloud-file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="A described cloud (e.g. an emulator's).",
+        ),
+        click.option(
+            "--sandbox",
+            is_flag=True,
+            help="Use the embedded emulated tenant (state kept between runs).",
+        ),
+        click.option(
+            "--sandbox-state",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Where the sandbox keeps its tenant.",
+        ),
+        click.option(
+            "--auth",
+            type=click.Choice(AUTH_CHOICES),
+            default="auto",
+            show_default=True,
+            help="Admin sign-in.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@contextmanager
+def _client_for(
+    stack: Any,
+    *,
+    tenant: str | None,
+    cloud_name: str,
+    cloud_file: Path | None,
+    sandbox: bool,
+    sandbox_state: Path | None,
+    auth: str,
+    admin: bool = True,
+) -> Iterator[Any]:
+    """A mim_o365.Client for the chosen target (the sandbox is served for the block's duration)."""
+    from mim_o365 import Client, Cloud
+    from mim_o365._gateways import _clients
+    from mim_o365._sandbox import sandbox as open_sandbox
+
+    def progress(message: str, elapsed: float) -> None:
+        click.echo(f"[{elapsed:5.1f}s] {message}", err=True)
+
+    credential: Any = None
+    if sandbox:
+        box = stack.enter_context(open_sandbox(sandbox_state))
+        click.echo(f"sandbox tenant {box.tenant_id} (state in {box.state_path})", err=True)
+        cloud, tenant_id = box.cloud, box.tenant_id
+        credential = _clients.client_secret_credential(
+            cloud, tenant_id, box.admin_client_id, box.admin_client_secret
+        )
+    else:
+        cloud = Cloud.from_file(cloud_file) if cloud_file else Cloud.named(cloud_name)
+        tenant_id = tenant or os.environ.get("AZURE_TENANT_ID") or ""
+        if not tenant_id:
+            raise ConfigurationError(
+                "--tenant is required (tenant id or verified domain), or use --sandbox"
+            )
+        if admin:
+            credential = _credential(auth, cloud, tenant_id)
+    client = stack.enter_context(
+        Client(credential, tenant=tenant_id, cloud=cloud, on_progress=progress)
+    )
+    yield client
+
+
+def _print_verification(verification: Any) -> None:
+    for check in verification.checks:
+        mark = {True: "ok  ", False: "FAIL", None: "--  "}[check.ok]
+        click.echo(f"  [{mark}] {check.name}: {check.detail}", err=True)
+    if not verification.ok:
+        click.echo(f"EWS access is denied: {verification.explanation}", err=True)
+
+
 @main.command()
 @click.option(
     "--mailbox",
     required=True,
     help="The MIM Service mailbox, e.g. MIMService@contoso.onmicrosoft.com.",
 )
-@click.option("--tenant", help="Tenant id or verified domain (not needed with --sandbox).")
-@click.option(
-    "--cloud",
-    "cloud_name",
-    type=click.Choice(["global", "usgov", "usgov-dod", "china"]),
-    default="global",
-    show_default=True,
-    help="Microsoft cloud.",
-)
-@click.option(
-    "--cloud-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="A described cloud (e.g. an emulator's).",
-)
-@click.option(
-    "--sandbox", is_flag=True, help="Use the embedded emulated tenant (state kept between runs)."
-)
-@click.option(
-    "--sandbox-state",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Where the sandbox keeps its tenant.",
-)
-@click.option(
-    "--auth",
-    type=click.Choice(AUTH_CHOICES),
-    default="auto",
-    show_default=True,
-    help="Admin sign-in.",
-)
+@target_options
 @click.option(
     "--app-id",
     help="Adopt an existing application (client id) instead of finding or creating ours.",
@@ -381,6 +468,31 @@ def _print_registration(reg: Any, output: str) -> None:
     "--secret-out",
     type=click.Path(path_type=Path),
     help="Write the secret to this file (owner-only) instead of stdout.",
+)
+@click.option(
+    "--scope",
+    type=click.Choice(["policy", "rbac", "none"]),
+    default="policy",
+    show_default=True,
+    help="Restrict the app to the mailbox: application access policy, RBAC for Applications, or not at all.",
+)
+@click.option("--policy-group", help="Name of the mail-enabled security group that scopes the app.")
+@click.option(
+    "--allow-list/--no-allow-list",
+    default=True,
+    show_default=True,
+    help="Put the app on the organization's EwsAllowedAppIDs.",
+)
+@click.option(
+    "--enable-ews",
+    is_flag=True,
+    help="Set EwsEnabled=$true when the organization has EWS off or unset.",
+)
+@click.option(
+    "--verify/--no-verify",
+    default=True,
+    show_default=True,
+    help="Check EWS access as the MIM installer does.",
 )
 @click.option("--output", type=click.Choice(OUTPUTS), default="text", show_default=True)
 @click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
@@ -404,20 +516,18 @@ def register(
     secret_lifetime_days: int,
     new_secret: bool,
     secret_out: Path | None,
+    scope: str,
+    policy_group: str | None,
+    allow_list: bool,
+    enable_ews: bool,
+    verify: bool,
     output: str,
     dry_run: bool,
     timeout: float,
 ) -> None:
     """Register (or converge) the app MIM Service uses to send mail as MAILBOX."""
-    from contextlib import ExitStack
-
-    from mim_o365 import Client, Cloud, FileSink
-    from mim_o365._gateways import _clients
+    from mim_o365 import FileSink
     from mim_o365._plan import check_lifetime, check_mailbox
-    from mim_o365._sandbox import sandbox as open_sandbox
-
-    def progress(message: str, elapsed: float) -> None:
-        click.echo(f"[{elapsed:5.1f}s] {message}", err=True)
 
     try:
         check_mailbox(mailbox)
@@ -426,23 +536,16 @@ def register(
         if sink is not None:
             sink.check()
         with ExitStack() as stack:
-            if sandbox:
-                box = stack.enter_context(open_sandbox(sandbox_state))
-                click.echo(f"sandbox tenant {box.tenant_id} (state in {box.state_path})", err=True)
-                cloud, tenant_id = box.cloud, box.tenant_id
-                credential: Any = _clients.client_secret_credential(
-                    cloud, tenant_id, box.admin_client_id, box.admin_client_secret
-                )
-            else:
-                cloud = Cloud.from_file(cloud_file) if cloud_file else Cloud.named(cloud_name)
-                tenant_id = tenant or os.environ.get("AZURE_TENANT_ID") or ""
-                if not tenant_id:
-                    raise ConfigurationError(
-                        "--tenant is required (tenant id or verified domain), or use --sandbox"
-                    )
-                credential = _credential(auth, cloud, tenant_id)
             client = stack.enter_context(
-                Client(credential, tenant=tenant_id, cloud=cloud, on_progress=progress)
+                _client_for(
+                    stack,
+                    tenant=tenant,
+                    cloud_name=cloud_name,
+                    cloud_file=cloud_file,
+                    sandbox=sandbox,
+                    sandbox_state=sandbox_state,
+                    auth=auth,
+                )
             )
             reg = client.register_mailbox_app(
                 mailbox,
@@ -453,6 +556,11 @@ def register(
                 secret_sink=sink,
                 dry_run=dry_run,
                 timeout=timeout,
+                scope=scope,
+                policy_group=policy_group,
+                allow_list=allow_list,
+                enable_ews=enable_ews,
+                verify=verify,
             )
     except MimO365Error as exc:
         _fail(exc)
@@ -475,11 +583,19 @@ def register(
     )
     if reg.client_secret is None and not reg.secret_destination:
         for s in reg.existing_secrets:
+            when = f" expires {s.end:%Y-%m-%d}" if s.end else ""
+            click.echo(f"existing secret {s.hint}...{when}", err=True)
+    if reg.access_policy:
+        ap = reg.access_policy
+        if ap.get("mode") == "policy":
             click.echo(
-                f"existing secret {s.hint}... expires {s.end:%Y-%m-%d}"
-                if s.end
-                else f"existing secret {s.hint}...",
+                f"access policy: group {ap['group']}; {reg.mailbox}: {ap['mailbox_test']}; "
+                f"{ap.get('other_mailbox')}: {ap.get('other_mailbox_test')}",
                 err=True,
+            )
+        else:
+            click.echo(
+                f"RBAC for Applications: {ap['role']} scoped to group {ap['group']}", err=True
             )
     if reg.consent == "pending":
         click.echo(
@@ -487,9 +603,140 @@ def register(
             f"open:\n  {reg.admin_consent_url}",
             err=True,
         )
+    if reg.ews_problem:
+        click.echo(reg.ews_problem, err=True)
+    if reg.verification is not None:
+        click.echo("EWS verification:", err=True)
+        _print_verification(reg.verification)
+    elif (
+        verify and reg.client_secret is None and not reg.secret_destination and not reg.ews_problem
+    ):
+        click.echo(
+            "EWS access was not re-checked (the secret is not at hand): run `mim-o365 verify`.",
+            err=True,
+        )
     _print_registration(reg, output)
     if reg.consent == "pending":
         sys.exit(int(ExitStatus.PERMISSION))
+    if reg.ews_problem:
+        sys.exit(int(ExitStatus.CONFIGURATION))
+    if reg.verified is False:
+        permanent = reg.verification is not None and reg.verification.layer in (
+            "mailbox_missing",
+            "tenant",
+            "credentials",
+        )
+        sys.exit(int(ExitStatus.CONFIGURATION if permanent else ExitStatus.TEMPORARY))
+
+
+def _read_secret(secret_file: Path | None, secret_stdin: bool) -> Any:
+    from mim_o365 import Secret
+
+    if secret_file is not None:
+        try:
+            text = secret_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigurationError(f"--secret-file {secret_file}: {exc.strerror}") from None
+    elif secret_stdin:
+        text = sys.stdin.readline().strip()
+    else:
+        text = os.environ.get("MIM_O365_CLIENT_SECRET", "").strip()
+    if not text:
+        raise ConfigurationError(
+            "no client secret: set MIM_O365_CLIENT_SECRET, or pass --secret-file PATH or --secret-stdin "
+            "(never on the command line)"
+        )
+    return Secret(text)
+
+
+@main.command()
+@click.option("--app-id", required=True, help="The application (client) id MIM Service uses.")
+@click.option("--mailbox", required=True, help="The MIM Service mailbox.")
+@target_options
+@click.option(
+    "--secret-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Read the client secret from this file.",
+)
+@click.option("--secret-stdin", is_flag=True, help="Read the client secret from standard input.")
+@click.option(
+    "--rbac",
+    is_flag=True,
+    help="The app is scoped with RBAC for Applications (no tenant-wide role).",
+)
+@click.option(
+    "--diagnose/--no-diagnose",
+    default=None,
+    help="Read the organization's settings with the admin identity to explain a denial "
+    "(default: on with --sandbox, off otherwise).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    help="Keep checking this many seconds while a change may still be propagating.",
+)
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def verify(
+    app_id: str,
+    mailbox: str,
+    tenant: str | None,
+    cloud_name: str,
+    cloud_file: Path | None,
+    sandbox: bool,
+    sandbox_state: Path | None,
+    auth: str,
+    secret_file: Path | None,
+    secret_stdin: bool,
+    rbac: bool,
+    diagnose: bool | None,
+    timeout: float,
+    output: str,
+) -> None:
+    """Check, as the MIM installer does, that the app reaches MAILBOX through EWS (exit 0 only if it does)."""
+    from mim_o365._plan import check_mailbox
+
+    diagnose = sandbox if diagnose is None else diagnose
+    try:
+        check_mailbox(mailbox)
+        secret = _read_secret(secret_file, secret_stdin)
+        with ExitStack() as stack:
+            client = stack.enter_context(
+                _client_for(
+                    stack,
+                    tenant=tenant,
+                    cloud_name=cloud_name,
+                    cloud_file=cloud_file,
+                    sandbox=sandbox,
+                    sandbox_state=sandbox_state,
+                    auth=auth,
+                    admin=diagnose,
+                )
+            )
+            result = client.verify_mailbox_access(
+                app_id, mailbox, secret, rbac=rbac, diagnose=diagnose, timeout=timeout
+            )
+    except MimO365Error as exc:
+        _fail(exc)
+        return
+    if output == "json":
+        click.echo(
+            json.dumps({"application_id": app_id, "mailbox": mailbox, **result.as_dict()}, indent=2)
+        )
+    click.echo(f"Verifying {app_id} on {mailbox}:", err=True)
+    _print_verification(result)
+    if result.ok:
+        click.echo("EWS access works.", err=True)
+        return
+    permanent = result.layer in (
+        "mailbox_missing",
+        "tenant",
+        "credentials",
+        "ews_disabled",
+        "ews_not_configured",
+    )
+    sys.exit(int(ExitStatus.CONFIGURATION if permanent else ExitStatus.TEMPORARY))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,7 +1,9 @@
 """Shared fixtures.
 
 Every Graph response any emulator produces during a test is checked against Microsoft's OpenAPI
-description of Graph v1.0 (tests/conformance); a violation fails the test that caused it.
+description of Graph v1.0 (tests/conformance); a violation fails the test that caused it. Every EWS
+request sent to an emulator and every SOAP answer it gives are checked against Microsoft's EWS
+schema set (tests/conformance/ews) the same way.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pytest
 
 from mim_o365 import FakeClock
 from mim_o365.emulator import Emulator, EmulatorServer
+from tests.conformance.ews_schema import EwsConformanceLog, EwsSchema
 from tests.conformance.graph_openapi import ConformanceError, GraphSpec
 
 
@@ -67,6 +70,47 @@ def graph_conformance(
         pytest.fail(
             "Graph responses that do not conform to Microsoft's description:\n"
             + "\n".join(log.violations)
+        )
+
+
+@pytest.fixture(scope="session")
+def ews_schema() -> EwsSchema:
+    return EwsSchema.load()
+
+
+@pytest.fixture(autouse=True)
+def ews_conformance(
+    ews_schema: EwsSchema,
+    graph_conformance: ConformanceLog,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[EwsConformanceLog]:
+    """Every EWS request a client sent and every SOAP answer the emulator gave, checked against
+    Microsoft's EWS schema set (tests/conformance/ews). Depends on ``graph_conformance`` so that
+    it wraps the ``Emulator.handle`` that fixture installed."""
+    log = EwsConformanceLog()
+    inner = Emulator.handle
+
+    def checked_handle(self: Emulator, request: httpx.Request) -> httpx.Response:
+        response = inner(self, request)
+        if self.service_of(request.url.path) != "ews":
+            return response
+        if log.check_requests and request.method == "POST":
+            log.check(ews_schema, request.content, "request")
+        if response.headers.get("content-type", "").startswith("text/xml"):
+            log.check(ews_schema, response.content, "response")
+        elif response.content and response.status_code not in (429, 503):
+            # 429/503 come from the emulator's fault plan, not from EWS itself.
+            with log.lock:
+                log.violations.append(
+                    f"EWS answer {response.status_code} has a body that is not text/xml"
+                )
+        return response
+
+    monkeypatch.setattr(Emulator, "handle", checked_handle)
+    yield log
+    if log.violations:
+        pytest.fail(
+            "EWS messages that do not conform to Microsoft's schema:\n" + "\n".join(log.violations)
         )
 
 

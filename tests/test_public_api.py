@@ -8,6 +8,7 @@ def test_public_names_are_pinned() -> None:
     assert set(mim_o365.__all__) == {
         "BUILTIN_CLOUDS",
         "AuthenticationError",
+        "Check",
         "Client",
         "Clock",
         "Cloud",
@@ -28,6 +29,7 @@ def test_public_names_are_pinned() -> None:
         "ThrottledError",
         "TransportError",
         "UsageError",
+        "Verification",
         "__version__",
     }
     assert set(mim_o365.emulator.__all__) == {

@@ -239,51 +239,56 @@ def _transient(err: MimO365Error) -> bool:
     )
 
 
+def build_graph_client(
+    cloud: Cloud, credential: Any, http_client: httpx.AsyncClient
+) -> GraphServiceClient:
+    """msgraph-sdk for ``cloud`` on ``http_client`` (which it takes over), with explicit scopes.
+
+    The middleware is kiota's default minus its RetryHandler, which sleeps on the real clock;
+    :class:`GraphDirectory` retries through the injected clock instead.
+    """
+    auth = AzureIdentityAuthenticationProvider(
+        credential,
+        scopes=[cloud.graph_scope],
+        allowed_hosts=[urlsplit(cloud.graph_endpoint).hostname or ""],
+    )
+    middleware = [
+        RedirectHandler(),
+        ParametersNameDecodingHandler(),
+        UrlReplaceHandler(),
+        UserAgentHandler(),
+        HeadersInspectionHandler(),
+    ]
+    client = GraphClientFactory.create_with_custom_middleware(
+        middleware=middleware, client=http_client
+    )
+    client.base_url = cloud.graph_base_url
+    adapter = GraphRequestAdapter(auth, client=client)
+    adapter.base_url = cloud.graph_base_url
+    return GraphServiceClient(request_adapter=adapter)
+
+
 class GraphDirectory:
-    """Entra ID operations used by mim-o365, on msgraph-sdk.
+    """Entra ID operations used by mim-o365, on msgraph-sdk, bounded by one deadline.
 
     Args:
-        cloud: where Graph is.
-        credential: an async token credential (see ``_clients.as_async_credential``).
+        graph: from :func:`build_graph_client`.
         deadline: bounds every retry.
-        http_client: the httpx client to use (built for the cloud when None).
     """
 
     def __init__(
         self,
-        cloud: Cloud,
-        credential: Any,
+        graph: GraphServiceClient,
         *,
         deadline: Deadline,
-        http_client: httpx.AsyncClient,
         on_progress: ProgressCallback | None = None,
         rng: random.Random | None = None,
     ) -> None:
-
+        self.graph = graph
         self.deadline = deadline
         self.on_progress = on_progress
         self.rng = rng or random.Random()  # noqa: S311 - jitter
         self.requests = 0
-        auth = AzureIdentityAuthenticationProvider(
-            credential,
-            scopes=[cloud.graph_scope],
-            allowed_hosts=[urlsplit(cloud.graph_endpoint).hostname or ""],
-        )
-        # The default middleware minus kiota's RetryHandler: it would sleep on the real clock.
-        middleware = [
-            RedirectHandler(),
-            ParametersNameDecodingHandler(),
-            UrlReplaceHandler(),
-            UserAgentHandler(),
-            HeadersInspectionHandler(),
-        ]
-        client = GraphClientFactory.create_with_custom_middleware(
-            middleware=middleware, client=http_client
-        )
-        client.base_url = cloud.graph_base_url
-        adapter = GraphRequestAdapter(auth, client=client)
-        adapter.base_url = cloud.graph_base_url
-        self.graph = GraphServiceClient(request_adapter=adapter)
 
     async def _call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
         """One Graph call, retried on throttling and transient failures within the deadline."""
@@ -475,6 +480,17 @@ class GraphDirectory:
                 return False
             raise
         return True
+
+    async def remove_app_role_assignment(self, resource_id: str, assignment_id: str) -> None:
+        """Revoke an application permission (DELETE .../appRoleAssignedTo/{id})."""
+        await self._call(
+            "removing a granted permission",
+            lambda: (
+                self.graph.service_principals.by_service_principal_id(resource_id)
+                .app_role_assigned_to.by_app_role_assignment_id(assignment_id)
+                .delete()
+            ),
+        )
 
     async def add_password(
         self, object_id: str, display_name: str, end: datetime

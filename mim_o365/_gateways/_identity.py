@@ -23,6 +23,12 @@ PROPAGATING = {
 }
 
 
+def token_roles(result: dict[str, Any]) -> list[str]:
+    """The ``roles`` claim of a token answer (the token is not verified: it is our own, just issued)."""
+    claims = jwt.decode(result["access_token"], options={"verify_signature": False})
+    return list(claims.get("roles", []))
+
+
 class TokenProbe:
     """Asks the token service for app-only tokens, through MSAL as production does."""
 
@@ -47,18 +53,33 @@ class TokenProbe:
 
     async def roles(self, client_id: str, secret: Secret, scope: str) -> Ready[list[str]] | Pending:
         """Roles in a new app-only token for ``scope``; Pending while the app or secret propagates."""
+        got = await self.acquire(client_id, secret, scope)
+        if isinstance(got, Pending):
+            return got
+        return Ready(token_roles(got.value))
+
+    async def acquire(
+        self, client_id: str, secret: Secret, scope: str
+    ) -> Ready[dict[str, Any]] | Pending:
+        """A new app-only token answer for ``scope`` (MSAL's dict); Pending while things propagate."""
         self.requests += 1
         try:
             result = await asyncio.to_thread(self._acquire, client_id, secret, scope)
-        except (requests.RequestException, ValueError) as exc:
+        except ValueError as exc:
+            # MSAL raises this from its constructor when the tenant's OpenID configuration is refused.
+            raise AuthenticationError(
+                f"tenant {self.tenant!r} is unknown to the token service of cloud {self.cloud.name!r}; check the "
+                "tenant id and the cloud",
+                error_code="AADSTS90002",
+            ) from exc
+        except requests.RequestException as exc:
             return Pending(f"token service unreachable ({exc.__class__.__name__})")
         if "access_token" in result:
-            claims = jwt.decode(result["access_token"], options={"verify_signature": False})
-            return Ready(list(claims.get("roles", [])))
+            return Ready(result)
         codes = result.get("error_codes") or []
         for code in codes:
             if code in PROPAGATING:
-                return Pending(PROPAGATING[code])
+                return Pending(PROPAGATING[code], code=f"AADSTS{code}")
         if result.get("error") == "temporarily_unavailable":
             return Pending("the token service is busy")
         code = f"AADSTS{codes[0]}" if codes else str(result.get("error"))

@@ -10,16 +10,21 @@ import httpx
 import requests
 from azure.core.credentials import TokenCredential
 from azure.core.credentials_async import AsyncTokenCredential
+from msgraph.graph_service_client import GraphServiceClient
 
 from mim_o365._clock import Clock, SystemClock
 from mim_o365._clouds import PUBLIC, Cloud
+from mim_o365._errors import ConfigurationError
 from mim_o365._gateways import _clients
-from mim_o365._gateways._graph import GraphDirectory
+from mim_o365._gateways._exchange import ExchangeAdmin
+from mim_o365._gateways._graph import GraphDirectory, build_graph_client
 from mim_o365._gateways._identity import TokenProbe
-from mim_o365._plan import DEFAULT_DISPLAY_NAME
+from mim_o365._plan import DEFAULT_DISPLAY_NAME, check_mailbox
 from mim_o365._register import Registration, register
 from mim_o365._retry import Deadline, ProgressCallback
+from mim_o365._secrets import Secret
 from mim_o365._sinks import SecretSink
+from mim_o365._verify import Verification, verify_once, verify_until_ok
 
 DEFAULT_TIMEOUT = 600.0
 
@@ -28,7 +33,8 @@ class Client:
     """Registers and maintains the MIM mailbox application in one tenant.
 
     Args:
-        credential: the admin identity; any azure-identity credential, sync or async.
+        credential: the admin identity; any azure-identity credential, sync or async. None only
+            for ``verify_mailbox_access`` without ``diagnose``.
         tenant: tenant id or verified domain.
         cloud: which Microsoft cloud (``Cloud.named("usgov")``, ``Cloud.from_file(...)``).
         clock: drives every wait (a ``FakeClock`` in tests).
@@ -38,7 +44,7 @@ class Client:
 
     def __init__(
         self,
-        credential: TokenCredential | AsyncTokenCredential,
+        credential: TokenCredential | AsyncTokenCredential | None,
         *,
         tenant: str,
         cloud: Cloud = PUBLIC,
@@ -47,7 +53,10 @@ class Client:
         on_progress: ProgressCallback | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self._credential = _clients.as_async_credential(credential)
+        self._has_admin = credential is not None
+        self._credential = (
+            _clients.as_async_credential(credential) if credential is not None else None
+        )
         self._tenant = tenant
         self._cloud = cloud
         self._clock: Clock = clock or SystemClock()
@@ -55,6 +64,8 @@ class Client:
         self._on_progress = on_progress
         self._rng = rng or random.Random()  # noqa: S311 - jitter
         self._http: httpx.AsyncClient | None = None
+        self._exo_http: httpx.AsyncClient | None = None
+        self._graph: GraphServiceClient | None = None
         self.requests = 0
 
     def __repr__(self) -> str:
@@ -66,20 +77,30 @@ class Client:
         transport = self._transport
         return lambda: _clients.transport_session(transport)
 
-    def _gateways(self, timeout: float) -> tuple[GraphDirectory, TokenProbe, Deadline]:
-        if self._http is None:  # built on first use, inside the running loop it will live on
+    def _gateways(
+        self, timeout: float
+    ) -> tuple[GraphDirectory, TokenProbe, ExchangeAdmin, Deadline]:
+        # Built on first use, inside the running loop they will live on.
+        if self._http is None or self._graph is None:
             self._http = _clients.graph_http_client(self._cloud, transport=self._transport)
+            self._graph = build_graph_client(self._cloud, self._credential, self._http)
+        if self._exo_http is None:
+            self._exo_http = _clients.graph_http_client(self._cloud, transport=self._transport)
         deadline = Deadline(self._clock, timeout)
         directory = GraphDirectory(
+            self._graph, deadline=deadline, on_progress=self._on_progress, rng=self._rng
+        )
+        probe = TokenProbe(self._cloud, self._tenant, self._session_factory())
+        exchange = ExchangeAdmin(
             self._cloud,
             self._credential,
+            self._tenant,
             deadline=deadline,
-            http_client=self._http,
+            http_client=self._exo_http,
             on_progress=self._on_progress,
             rng=self._rng,
         )
-        probe = TokenProbe(self._cloud, self._tenant, self._session_factory())
-        return directory, probe, deadline
+        return directory, probe, exchange, deadline
 
     async def register_mailbox_app(
         self,
@@ -92,6 +113,11 @@ class Client:
         secret_sink: SecretSink | None = None,
         dry_run: bool = False,
         timeout: float = DEFAULT_TIMEOUT,
+        scope: str = "policy",
+        policy_group: str | None = None,
+        allow_list: bool = True,
+        enable_ews: bool = False,
+        verify: bool = True,
     ) -> Registration:
         """Register (or adopt and converge) the application MIM Service uses for ``mailbox``.
 
@@ -104,7 +130,11 @@ class Client:
             PropagationTimeoutError: Microsoft's services did not catch up within ``timeout``.
             ThrottledError, TransportError: temporary; run again.
         """
-        directory, probe, deadline = self._gateways(timeout)
+        if not self._has_admin:
+            raise ConfigurationError(
+                "registering needs an admin identity (a credential); none was given"
+            )
+        directory, probe, exchange, deadline = self._gateways(timeout)
         try:
             return await register(
                 directory=directory,
@@ -120,15 +150,69 @@ class Client:
                 sink=secret_sink,
                 dry_run=dry_run,
                 on_progress=self._on_progress,
+                exchange=exchange,
+                scope=scope,
+                policy_group=policy_group,
+                allow_list=allow_list,
+                enable_ews=enable_ews,
+                verify=verify,
+                transport=self._transport,
             )
         finally:
-            self.requests += directory.requests + probe.requests
+            self.requests += directory.requests + probe.requests + exchange.requests
+
+    async def verify_mailbox_access(
+        self,
+        app_id: str,
+        mailbox: str,
+        secret: Secret,
+        *,
+        rbac: bool = False,
+        diagnose: bool = True,
+        timeout: float = 0.0,
+    ) -> Verification:
+        """Check, as the MIM installer does, that ``app_id`` with ``secret`` reaches ``mailbox`` through EWS.
+
+        With ``timeout`` > 0, keeps polling while a layer may still be propagating. With ``diagnose``,
+        an EWS denial is explained from the organization's settings (needs the admin identity).
+
+        Raises:
+            ConfigurationError: the mailbox address is malformed.
+        """
+        check_mailbox(mailbox)
+        if diagnose and not self._has_admin:
+            raise ConfigurationError(
+                "diagnosing a denial needs the admin identity; pass a credential or diagnose=False"
+            )
+        _, probe, exchange, deadline = self._gateways(timeout)
+        if diagnose:
+            tenant = await self._gateways(timeout)[0].organization()
+            exchange.tenant_id = tenant.id
+        kw: dict[str, Any] = {
+            "probe": probe,
+            "cloud": self._cloud,
+            "tenant_id": self._tenant,
+            "app_id": app_id,
+            "secret": secret,
+            "mailbox": mailbox,
+            "admin": exchange if diagnose else None,
+            "rbac": rbac,
+            "transport": self._transport,
+        }
+        try:
+            if timeout <= 0:
+                return await verify_once(**kw)
+            return await verify_until_ok(deadline=deadline, on_progress=self._on_progress, **kw)
+        finally:
+            self.requests += probe.requests + exchange.requests
 
     async def aclose(self) -> None:
         """Release HTTP connections (the credential stays with its owner)."""
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        for client in (self._http, self._exo_http):
+            if client is not None:
+                await client.aclose()
+        self._http = self._exo_http = None
+        self._graph = None
 
     async def __aenter__(self) -> Client:
         return self

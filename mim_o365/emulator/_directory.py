@@ -185,13 +185,20 @@ class Directory:
         state.admin_client_secret = secret
         # An unrelated app that already uses EWS: it sits on the allow list and must stay there.
         other = Application(
-            id=ids.guid(), app_id=ids.guid(), display_name="Contoso Archive Connector", created=created,
+            id=ids.guid(),
+            app_id=ids.guid(),
+            display_name="Contoso Archive Connector",
+            created=created,
             sign_in_audience="AzureADMyOrg",
         )
         state.applications[other.id] = other
         other_sp = ServicePrincipal(
-            id=ids.guid(), app_id=other.app_id, display_name=other.display_name, created=created,
-            app_owner_organization_id=tid, service_principal_names=[other.app_id],
+            id=ids.guid(),
+            app_id=other.app_id,
+            display_name=other.display_name,
+            created=created,
+            app_owner_organization_id=tid,
+            service_principal_names=[other.app_id],
         )
         state.service_principals[other_sp.id] = other_sp
         org = state.exchange.org

@@ -25,7 +25,10 @@ def test_desired_access_from_nothing() -> None:
 
 
 def test_desired_access_removes_only_user_read_and_keeps_the_rest() -> None:
-    current = ((GRAPH_APP_ID, (USER_READ, OTHER_GRAPH)), ("11111111-1111-1111-1111-111111111111", (("a", "Scope"),)))
+    current = (
+        (GRAPH_APP_ID, (USER_READ, OTHER_GRAPH)),
+        ("11111111-1111-1111-1111-111111111111", (("a", "Scope"),)),
+    )
     assert desired_access(current, FULL_ACCESS_AS_APP_ID) == (
         (GRAPH_APP_ID, (OTHER_GRAPH,)),
         ("11111111-1111-1111-1111-111111111111", (("a", "Scope"),)),
@@ -42,7 +45,12 @@ def test_desired_access_is_idempotent() -> None:
 
 def test_tags_are_added_once_and_others_kept() -> None:
     tags = managed_tags(("team:identity",), "MIMService@Contoso.onmicrosoft.com", adopted=True)
-    assert tags == ["team:identity", "mim-o365", mailbox_tag("mimservice@contoso.onmicrosoft.com"), "mim-o365:adopted"]
+    assert tags == [
+        "team:identity",
+        "mim-o365",
+        mailbox_tag("mimservice@contoso.onmicrosoft.com"),
+        "mim-o365:adopted",
+    ]
     assert managed_tags(tuple(tags), "mimservice@contoso.onmicrosoft.com", adopted=True) == tags
 
 
@@ -73,13 +81,24 @@ def _run(coro: object) -> object:
 
 def test_poll_waits_on_the_clock_and_honours_retry_after() -> None:
     clock = FakeClock()
-    answers: list[Ready[str] | Pending] = [Pending("busy", retry_after=7), Pending("replicating"), Ready("done")]
+    answers: list[Ready[str] | Pending] = [
+        Pending("busy", retry_after=7),
+        Pending("replicating"),
+        Ready("done"),
+    ]
 
     async def attempt() -> Ready[str] | Pending:
         return answers.pop(0)
 
     seen: list[str] = []
-    result = _run(poll("the thing", attempt, deadline=Deadline(clock, 60), on_progress=lambda m, t: seen.append(m)))
+    result = _run(
+        poll(
+            "the thing",
+            attempt,
+            deadline=Deadline(clock, 60),
+            on_progress=lambda m, t: seen.append(m),
+        )
+    )
     assert result == "done"
     assert clock.slept[0] >= 7
     assert seen == ["waiting for the thing: busy", "waiting for the thing: replicating"]
