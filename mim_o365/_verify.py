@@ -24,7 +24,16 @@ from mim_o365._wellknown import FULL_ACCESS_AS_APP
 
 # Layers that Microsoft's propagation can clear by itself: worth polling.
 PROPAGATING = frozenset(
-    {"secret_not_valid", "no_role", "not_allow_listed", "access_policy", "ews_denied"}
+    {
+        "propagating",
+        "unreachable",
+        "app_not_known",
+        "secret_not_valid",
+        "no_role",
+        "not_allow_listed",
+        "access_policy",
+        "ews_denied",
+    }
 )
 
 LAYER_HELP = {
@@ -43,6 +52,9 @@ LAYER_HELP = {
     "ews_denied": "EWS refused access (HTTP 403); sign in as an Exchange admin to tell which setting",
     "error": "EWS failed unexpectedly",
     "unreachable": "the token service could not be reached",
+    "propagating": "the organization's settings allow the app, but Exchange Online has not applied a recent "
+    "change yet (the EWS allow list takes up to 24 hours, access policies up to an hour): "
+    "check again later",
 }
 
 
@@ -97,7 +109,10 @@ async def _diagnose_403(
             verdict = await admin.test_access_policy(mailbox, app_id)
             if verdict != "Granted":
                 return "access_policy", f"Test-ApplicationAccessPolicy says {verdict}"
-        return "ews_denied", "settings look right; a recent change may still be propagating"
+        return (
+            "propagating",
+            "the settings are right; Exchange Online has not applied a recent change yet",
+        )
     except MimO365Error as exc:
         return "ews_denied", f"could not read the settings: {exc}"
 

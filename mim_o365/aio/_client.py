@@ -77,21 +77,19 @@ class Client:
         transport = self._transport
         return lambda: _clients.transport_session(transport)
 
-    def _gateways(
-        self, timeout: float
-    ) -> tuple[GraphDirectory, TokenProbe, ExchangeAdmin, Deadline]:
-        # Built on first use, inside the running loop they will live on.
+    def _directory(self, deadline: Deadline) -> GraphDirectory:
+        # Built on first use, inside the running loop it will live on.
         if self._http is None or self._graph is None:
             self._http = _clients.graph_http_client(self._cloud, transport=self._transport)
             self._graph = build_graph_client(self._cloud, self._credential, self._http)
-        if self._exo_http is None:
-            self._exo_http = _clients.graph_http_client(self._cloud, transport=self._transport)
-        deadline = Deadline(self._clock, timeout)
-        directory = GraphDirectory(
+        return GraphDirectory(
             self._graph, deadline=deadline, on_progress=self._on_progress, rng=self._rng
         )
-        probe = TokenProbe(self._cloud, self._tenant, self._session_factory())
-        exchange = ExchangeAdmin(
+
+    def _exchange(self, deadline: Deadline) -> ExchangeAdmin:
+        if self._exo_http is None:
+            self._exo_http = _clients.graph_http_client(self._cloud, transport=self._transport)
+        return ExchangeAdmin(
             self._cloud,
             self._credential,
             self._tenant,
@@ -100,7 +98,13 @@ class Client:
             on_progress=self._on_progress,
             rng=self._rng,
         )
-        return directory, probe, exchange, deadline
+
+    def _gateways(
+        self, timeout: float
+    ) -> tuple[GraphDirectory, TokenProbe, ExchangeAdmin, Deadline]:
+        deadline = Deadline(self._clock, timeout)
+        probe = TokenProbe(self._cloud, self._tenant, self._session_factory())
+        return self._directory(deadline), probe, self._exchange(deadline), deadline
 
     async def register_mailbox_app(
         self,
@@ -184,10 +188,11 @@ class Client:
             raise ConfigurationError(
                 "diagnosing a denial needs the admin identity; pass a credential or diagnose=False"
             )
-        _, probe, exchange, deadline = self._gateways(timeout)
+        deadline = Deadline(self._clock, timeout)
+        probe = TokenProbe(self._cloud, self._tenant, self._session_factory())
+        exchange = self._exchange(deadline)
         if diagnose:
-            tenant = await self._gateways(timeout)[0].organization()
-            exchange.tenant_id = tenant.id
+            exchange.tenant_id = (await self._directory(deadline).organization()).id
         kw: dict[str, Any] = {
             "probe": probe,
             "cloud": self._cloud,

@@ -10,13 +10,13 @@ import socket
 import ssl
 import tempfile
 import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import httpx
 import trustme
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from mim_o365._clouds import PUBLIC, Cloud
 from mim_o365.emulator import _persist
@@ -26,59 +26,90 @@ from mim_o365.emulator._http._common import ConnectionDropped
 log = logging.getLogger(__name__)
 
 
-class _DroppedError(ConnectionError):
-    """Raised inside the WSGI app to make the handler close the connection without an answer."""
+class _Handler(BaseHTTPRequestHandler):
+    """One HTTPS connection: HTTP/1.1 keep-alive, every answer with Content-Length.
 
+    Request parsing is the standard library's. The handler only turns each request into an
+    ``httpx.Request`` for :meth:`Emulator.handle` and writes the answer back, or closes the
+    connection without an answer when the fault plan drops it.
+    """
 
-class _Handler(WSGIRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 30  # idle keep-alive connections are closed after this many seconds
+    server: _Server
+
     def setup(self) -> None:
-        """Send small answers at once: headers and body are separate writes, and Nagle's
-        algorithm would hold the body back until the client's delayed ACK."""
+        """Send small answers at once (headers and body are separate writes; Nagle would hold the
+        body back until the client's delayed ACK)."""
         super().setup()
         with contextlib.suppress(OSError):
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+    def log_message(self, format: str, *args: Any) -> None:
         """Requests are counted by the emulator, not logged line by line."""
 
-    def connection_dropped(self, error: BaseException, environ: Any = None) -> None:
-        """Close at once when the emulator chose to drop the connection."""
-        if isinstance(error, _DroppedError):
+    def _serve(self) -> None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.send_error(411, "Length Required")
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
+        request = httpx.Request(
+            self.command,
+            f"https://{host}{self.path}",
+            headers=list(self.headers.items()),
+            content=body,
+        )
+        try:
+            response = self.server.emulator.handle(request)
+        except ConnectionDropped:
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        except Exception:
+            log.exception("emulator failed on %s %s", self.command, request.url.path)
+            response = httpx.Response(
+                500,
+                json={
+                    "error": {
+                        "code": "InternalServerError",
+                        "message": "The emulator failed on this request.",
+                    }
+                },
+            )
+        self.send_response(response.status_code, response.reason_phrase)
+        for key, value in response.headers.multi_items():
+            if key.lower() not in (
+                "content-length",
+                "transfer-encoding",
+                "connection",
+                "date",
+                "server",
+            ):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(response.content)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.content)
+
+    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = _serve  # noqa: N815 - the stdlib's names
 
 
-def _wsgi_app(emulator: Emulator) -> Any:
-    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        scheme = environ.get("wsgi.url_scheme", "https")
-        host = environ.get("HTTP_HOST") or f"{environ['SERVER_NAME']}:{environ['SERVER_PORT']}"
-        raw_uri = (
-            environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")
-        )
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length else b""
-        headers = [
-            (k[5:].replace("_", "-").lower(), v)
-            for k, v in environ.items()
-            if k.startswith("HTTP_")
-        ]
-        if environ.get("CONTENT_TYPE"):
-            headers.append(("content-type", environ["CONTENT_TYPE"]))
-        request = httpx.Request(
-            environ["REQUEST_METHOD"], f"{scheme}://{host}{raw_uri}", headers=headers, content=body
-        )
-        try:
-            response = emulator.handle(request)
-        except ConnectionDropped:
-            raise _DroppedError("dropped by the emulator's fault plan") from None
-        skip = {"content-length", "transfer-encoding", "connection"}
-        out_headers = [(k, v) for k, v in response.headers.items() if k.lower() not in skip]
-        out_headers.append(("Content-Length", str(len(response.content))))
-        start_response(f"{response.status_code} {response.reason_phrase}", out_headers)
-        return [response.content]
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
 
-    return app
+    def __init__(self, address: tuple[str, int], emulator: Emulator, ctx: ssl.SSLContext) -> None:
+        super().__init__(address, _Handler)
+        self.emulator = emulator
+        # The TLS handshake runs in each connection's own thread, not in the accept loop.
+        self.socket = ctx.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up or fails TLS is not an emulator error."""
+        # socketserver calls this inside its own except block
+        log.debug("connection from %s ended with an error", client_address, exc_info=True)  # noqa: LOG014
 
 
 class EmulatorServer:
@@ -117,7 +148,7 @@ class EmulatorServer:
         self._port = port
         self._workdir_arg = Path(workdir) if workdir else None
         self._workdir: Path | None = None
-        self._server: BaseWSGIServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._save_lock = threading.Lock()
 
@@ -137,14 +168,7 @@ class EmulatorServer:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         cert.configure_cert(ctx)
         ca.cert_pem.write_to_path(str(self._workdir / "ca.pem"))
-        self._server = make_server(
-            self._host,
-            self._port,
-            _wsgi_app(self.emulator),
-            threaded=True,
-            request_handler=_Handler,
-            ssl_context=ctx,
-        )
+        self._server = _Server((self._host, self._port), self.emulator, ctx)
         self._port = self._server.server_port
         self.cloud.write(self.cloud_file)
         if self.state_path is not None:
