@@ -26,8 +26,11 @@ from mim_o365._errors import (
     UsageError,
 )
 from mim_o365._register import Registration
+from mim_o365._rotate import Rotation
 from mim_o365._secrets import Secret
 from mim_o365._sinks import FileSink, SecretSink
+from mim_o365._status import RegistrationSummary, SecretState, Status
+from mim_o365._unregister import Unregistration
 from mim_o365._verify import Check, Verification
 
 try:
@@ -52,12 +55,17 @@ __all__ = [
     "PlanConflictError",
     "PropagationTimeoutError",
     "Registration",
+    "RegistrationSummary",
+    "Rotation",
     "Secret",
     "SecretSink",
+    "SecretState",
     "ServiceError",
+    "Status",
     "SystemClock",
     "ThrottledError",
     "TransportError",
+    "Unregistration",
     "UsageError",
     "Verification",
     "__version__",

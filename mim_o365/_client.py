@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
+from mim_o365 import _status, _unregister
 from mim_o365._errors import UsageError
 from mim_o365._plan import DEFAULT_DISPLAY_NAME
 from mim_o365._register import Registration
+from mim_o365._rotate import Rotation
 from mim_o365._secrets import Secret
 from mim_o365._sinks import SecretSink
 from mim_o365._verify import Verification
@@ -90,6 +93,37 @@ class Client:
             )
         )
 
+    def secret_sink(self, spec: str) -> SecretSink:
+        """See :meth:`mim_o365.aio.Client.secret_sink`."""
+        return self._aclient.secret_sink(spec)
+
+    def rotate_secret(
+        self,
+        app_id: str,
+        *,
+        before_expiry_days: float = 30,
+        max_age_days: float | None = None,
+        force: bool = False,
+        keep: int = 2,
+        include_foreign: bool = False,
+        secret_sinks: Sequence[SecretSink] = (),
+        lifetime_days: int = 180,
+        mailbox: str | None = None,
+        verify: bool = True,
+        rbac: bool = False,
+        lock_path: Path | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Rotation:
+        """See :meth:`mim_o365.aio.Client.rotate_secret`."""
+        return self._run(
+            self._aclient.rotate_secret(
+                app_id, before_expiry_days=before_expiry_days, max_age_days=max_age_days, force=force,
+                keep=keep, include_foreign=include_foreign, secret_sinks=secret_sinks,
+                lifetime_days=lifetime_days, mailbox=mailbox, verify=verify, rbac=rbac, lock_path=lock_path,
+                timeout=timeout,
+            )
+        )
+
     def verify_mailbox_access(
         self,
         app_id: str,
@@ -106,6 +140,34 @@ class Client:
                 app_id, mailbox, secret, rbac=rbac, diagnose=diagnose, timeout=timeout
             )
         )
+
+    def get_status(
+        self,
+        app_id: str,
+        *,
+        warn_days: int = 30,
+        secret: Secret | None = None,
+        mailbox: str | None = None,
+        timeout: float = 120.0,
+    ) -> _status.Status:
+        """See :meth:`mim_o365.aio.Client.get_status`."""
+        return self._run(
+            self._aclient.get_status(
+                app_id, warn_days=warn_days, secret=secret, mailbox=mailbox, timeout=timeout
+            )
+        )
+
+    def list_registrations(
+        self, *, warn_days: int = 30, timeout: float = 120.0
+    ) -> list[_status.RegistrationSummary]:
+        """See :meth:`mim_o365.aio.Client.list_registrations`."""
+        return self._run(self._aclient.list_registrations(warn_days=warn_days, timeout=timeout))
+
+    def unregister(
+        self, app_id: str, *, dry_run: bool = False, timeout: float = DEFAULT_TIMEOUT
+    ) -> _unregister.Unregistration:
+        """See :meth:`mim_o365.aio.Client.unregister`."""
+        return self._run(self._aclient.unregister(app_id, dry_run=dry_run, timeout=timeout))
 
     def close(self) -> None:
         """Close connections and the event loop."""

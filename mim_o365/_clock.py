@@ -58,7 +58,9 @@ class FakeClock:
 
     def __init__(self, start: datetime | None = None) -> None:
         self._lock = threading.Lock()
-        self._now = start or datetime(2026, 11, 26, 9, 0, 0, tzinfo=UTC)
+        # Default start in the past, so that components on the real clock (token caches) agree
+        # that what the fake clock issued is already valid.
+        self._now = start or datetime(2026, 1, 5, 9, 0, 0, tzinfo=UTC)
         if self._now.tzinfo is None:
             raise ValueError("FakeClock needs a timezone-aware start time, e.g. tzinfo=UTC")
         self._mono = 0.0

@@ -38,6 +38,10 @@ class Cloud:
         graph_resource: the Graph resource identifier used in scopes and token audiences.
         exchange_endpoint: Exchange Online base for EWS and the admin API.
         exchange_resource: the Exchange resource identifier used in scopes and token audiences.
+        keyvault_suffix: DNS suffix of Key Vault, e.g. ``vault.azure.net`` (vault URL ``https://NAME.<suffix>``).
+        keyvault_resource: the Key Vault resource identifier used in scopes and token audiences.
+        keyvault_endpoint: when set (an emulator), vaults are served at ``<endpoint>/keyvault/NAME``
+            instead of on their own host.
         ca_file: a PEM bundle to trust instead of the system store (an emulator's CA), or None.
         instance_discovery: whether MSAL may ask the global host for instance metadata. Off for
             hosts MSAL does not know, so that no request for them ever leaves for the public cloud.
@@ -49,6 +53,9 @@ class Cloud:
     graph_resource: str
     exchange_endpoint: str
     exchange_resource: str
+    keyvault_suffix: str = "vault.azure.net"
+    keyvault_resource: str = "https://vault.azure.net"
+    keyvault_endpoint: str | None = None
     ca_file: Path | None = None
     instance_discovery: bool = True
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -85,6 +92,12 @@ class Cloud:
     def ews_url(self) -> str:
         """The EWS SOAP endpoint."""
         return f"{self.exchange_endpoint}/EWS/Exchange.asmx"
+
+    def keyvault_url(self, vault: str) -> str:
+        """The base URL of Key Vault ``vault`` in this cloud."""
+        if self.keyvault_endpoint:
+            return f"{self.keyvault_endpoint.rstrip('/')}/keyvault/{quote(vault, safe='')}"
+        return f"https://{vault}.{self.keyvault_suffix}"
 
     def authority_url(self, tenant: str) -> str:
         """Authority for ``tenant`` (GUID or verified domain)."""
@@ -147,6 +160,9 @@ class Cloud:
             graph_resource=str(data["graph_resource"]),
             exchange_endpoint=str(data["exchange_endpoint"]),
             exchange_resource=str(data["exchange_resource"]),
+            keyvault_suffix=str(data.get("keyvault_suffix") or "vault.azure.net"),
+            keyvault_resource=str(data.get("keyvault_resource") or "https://vault.azure.net"),
+            keyvault_endpoint=str(data["keyvault_endpoint"]) if data.get("keyvault_endpoint") else None,
             ca_file=ca_file,
             instance_discovery=bool(data.get("instance_discovery", False)),
             extra={str(k): str(v) for k, v in dict(extra).items()},
@@ -211,6 +227,8 @@ USGOV = Cloud(
     graph_resource="https://graph.microsoft.us",
     exchange_endpoint="https://outlook.office365.us",
     exchange_resource="https://outlook.office365.us",
+    keyvault_suffix="vault.usgovcloudapi.net",
+    keyvault_resource="https://vault.usgovcloudapi.net",
 )
 USGOV_DOD = Cloud(
     name="usgov-dod",
@@ -219,6 +237,8 @@ USGOV_DOD = Cloud(
     graph_resource="https://dod-graph.microsoft.us",
     exchange_endpoint="https://outlook-dod.office365.us",
     exchange_resource="https://outlook-dod.office365.us",
+    keyvault_suffix="vault.usgovcloudapi.net",
+    keyvault_resource="https://vault.usgovcloudapi.net",
 )
 # The China authority host in current docs is not in MSAL's list of known hosts; with instance
 # discovery on, MSAL would first ask the *global* host about it. Off, MSAL only reads the tenant's
@@ -230,6 +250,8 @@ CHINA = Cloud(
     graph_resource="https://microsoftgraph.chinacloudapi.cn",
     exchange_endpoint="https://partner.outlook.cn",
     exchange_resource="https://partner.outlook.cn",
+    keyvault_suffix="vault.azure.cn",
+    keyvault_resource="https://vault.azure.cn",
     instance_discovery=False,
 )
 

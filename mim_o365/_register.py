@@ -418,7 +418,14 @@ async def register(
             return
         try:
             await asyncio.to_thread(
-                sink.deliver, value, {"application_id": current.app_id, "tenant_id": tenant.id}
+                sink.deliver,
+                value,
+                {
+                    "application_id": current.app_id,
+                    "tenant_id": tenant.id,
+                    "expires_at": info.end.isoformat() if info.end else "",
+                    "key_id": info.key_id,
+                },
             )
         except Exception as exc:  # noqa: BLE001 - any failure to deliver means: take the secret back
             await _remove_again(directory, current.id, info.key_id)

@@ -67,3 +67,64 @@ class FileSink:
 
     def __repr__(self) -> str:
         return f"FileSink({str(self.path)!r})"
+
+
+class ExecSink:
+    """Runs a command that updates the consumer (for example MIM Service's configuration).
+
+    The secret reaches the command on its standard input, one line, and nowhere else: not in its
+    arguments and not in its environment. A non-zero exit is a failed delivery.
+    """
+
+    def __init__(self, command: str, *, timeout: float = 120.0) -> None:
+        self.command = command
+        self.timeout = timeout
+
+    @property
+    def description(self) -> str:
+        """``command <first word>``."""
+        return f"command {self._argv()[0] if self._argv() else self.command!r}"
+
+    def _argv(self) -> list[str]:
+        import shlex
+
+        return shlex.split(self.command, posix=os.name != "nt")
+
+    def check(self) -> None:
+        """The command must be non-empty and its program findable."""
+        import shutil
+
+        argv = self._argv()
+        if not argv:
+            raise ConfigurationError("--exec needs a command")
+        if shutil.which(argv[0]) is None and not Path(argv[0]).is_file():
+            raise ConfigurationError(f"--exec: program {argv[0]!r} not found; give its full path")
+
+    def deliver(self, secret: Secret, facts: Mapping[str, str]) -> None:
+        """Run the command with the secret on stdin and the non-secret facts in its environment."""
+        import subprocess
+
+        env = {k: v for k, v in os.environ.items() if "SECRET" not in k.upper()}
+        env.update({f"MIM_O365_{k.upper()}": v for k, v in facts.items()})
+        try:
+            done = subprocess.run(  # noqa: S603 - the operator's own command, no shell
+                self._argv(),
+                input=secret.reveal() + "\n",
+                text=True,
+                capture_output=True,
+                timeout=self.timeout,
+                env=env,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise OSError(f"{self.description} could not run: {exc.__class__.__name__}") from None
+        if done.returncode != 0:
+            tail = (done.stderr or "").strip().splitlines()[-1:] or [""]
+            raise OSError(
+                f"{self.description} exited with {done.returncode}: {tail[0][:200]}".replace(
+                    secret.reveal(), "***"
+                )
+            )
+
+    def __repr__(self) -> str:
+        return f"ExecSink({self.command!r})"

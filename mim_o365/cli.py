@@ -294,12 +294,14 @@ def _credential(auth: str, cloud: Any, tenant: str) -> Any:
                 "AZURE_CLIENT_CERTIFICATE_PATH) for app-only use, or choose --auth device-code | browser | "
                 "azure-cli | managed-identity, or try --sandbox"
             )
+    # Key Vault's challenge names the tenant by id; the admin may have given a domain name.
+    multi: dict[str, Any] = {"additionally_allowed_tenants": ["*"]}
     if auth == "environment":
         if not env_ready:
             raise ConfigurationError(
                 "--auth environment needs AZURE_CLIENT_ID, AZURE_TENANT_ID and a secret or certificate"
             )
-        return ai.EnvironmentCredential(**common)
+        return ai.EnvironmentCredential(**common, **multi)
     if auth == "device-code":
 
         def prompt(uri: str, code: str, expires: Any) -> None:
@@ -308,11 +310,11 @@ def _credential(auth: str, cloud: Any, tenant: str) -> Any:
                 err=True,
             )
 
-        return ai.DeviceCodeCredential(tenant_id=tenant, prompt_callback=prompt, **common)
+        return ai.DeviceCodeCredential(tenant_id=tenant, prompt_callback=prompt, **common, **multi)
     if auth == "browser":
-        return ai.InteractiveBrowserCredential(tenant_id=tenant, **common)
+        return ai.InteractiveBrowserCredential(tenant_id=tenant, **common, **multi)
     if auth == "azure-cli":
-        return ai.AzureCliCredential(tenant_id=tenant)
+        return ai.AzureCliCredential(tenant_id=tenant, **multi)
     return ai.ManagedIdentityCredential()
 
 
@@ -369,12 +371,14 @@ def target_options(func: Any) -> Any:
             type=click.Choice(["global", "usgov", "usgov-dod", "china"]),
             default="global",
             show_default=True,
-            help="Microsoft cloud.",
+            envvar="MIM_O365_CLOUD",
+            help="Microsoft cloud [env MIM_O365_CLOUD].",
         ),
         click.option(
             "--cloud-file",
             type=click.Path(dir_okay=False, path_type=Path),
-            help="A described cloud (e.g. an emulator's).",
+            envvar="MIM_O365_CLOUD_FILE",
+            help="A described cloud, e.g. an emulator's [env MIM_O365_CLOUD_FILE].",
         ),
         click.option(
             "--sandbox",
@@ -466,8 +470,7 @@ def _print_verification(verification: Any) -> None:
 @click.option("--new-secret", is_flag=True, help="Mint a new secret even when one exists.")
 @click.option(
     "--secret-out",
-    type=click.Path(path_type=Path),
-    help="Write the secret to this file (owner-only) instead of stdout.",
+    help="Deliver the secret here instead of stdout: a file (owner-only) or keyvault://VAULT/NAME.",
 )
 @click.option(
     "--scope",
@@ -515,7 +518,7 @@ def register(
     display_name: str,
     secret_lifetime_days: int,
     new_secret: bool,
-    secret_out: Path | None,
+    secret_out: str | None,
     scope: str,
     policy_group: str | None,
     allow_list: bool,
@@ -527,14 +530,14 @@ def register(
 ) -> None:
     """Register (or converge) the app MIM Service uses to send mail as MAILBOX."""
     from mim_o365 import FileSink
+    from mim_o365._keyvault import parse_secret_out
     from mim_o365._plan import check_lifetime, check_mailbox
 
     try:
         check_mailbox(mailbox)
         check_lifetime(secret_lifetime_days)
-        sink = FileSink(secret_out) if secret_out else None
-        if sink is not None:
-            sink.check()
+        if secret_out and parse_secret_out(secret_out) is None:
+            FileSink(secret_out).check()  # before signing in: a bad path is the cheapest error
         with ExitStack() as stack:
             client = stack.enter_context(
                 _client_for(
@@ -547,6 +550,7 @@ def register(
                     auth=auth,
                 )
             )
+            sink = client.secret_sink(secret_out) if secret_out else None
             reg = client.register_mailbox_app(
                 mailbox,
                 display_name=display_name,
@@ -738,6 +742,84 @@ def verify(
     )
     sys.exit(int(ExitStatus.CONFIGURATION if permanent else ExitStatus.TEMPORARY))
 
+
+@main.command()
+@click.option("--app-id", required=True, help="The application (client) id whose secret to rotate.")
+@target_options
+@click.option("--before-expiry", "before_expiry", type=click.FloatRange(min=0), default=30, show_default=True,
+              help="Rotate when the newest secret expires within this many days.")
+@click.option("--max-age", type=click.FloatRange(min=1), help="Also rotate when the newest secret is older than this many days.")
+@click.option("--force", is_flag=True, help="Rotate now, due or not.")
+@click.option("--keep", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Secrets to keep afterwards, the new one included (2: the consumer can switch over).")
+@click.option("--include-foreign", is_flag=True, help="Secrets not made by mim-o365 may be removed too.")
+@click.option("--secret-out", "secret_outs", multiple=True,
+              help="Deliver the new secret here: a file path (owner-only) or keyvault://VAULT/NAME; repeatable.")
+@click.option("--exec", "exec_command", help="Run this command with the new secret on its stdin (never in its arguments).")
+@click.option("--secret-lifetime-days", type=int, default=180, show_default=True)
+@click.option("--mailbox", help="Mailbox for the end-to-end check (default: the one the app was registered for).")
+@click.option("--verify/--no-verify", default=True, show_default=True, help="Check the new secret end to end first.")
+@click.option("--rbac", is_flag=True, help="The app is scoped with RBAC for Applications (no tenant-wide role).")
+@click.option("--output", type=click.Choice(OUTPUTS), default="text", show_default=True)
+@click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True)
+def rotate(app_id: str, tenant: str | None, cloud_name: str, cloud_file: Path | None, sandbox: bool,
+           sandbox_state: Path | None, auth: str, before_expiry: float, max_age: float | None, force: bool, keep: int,
+           include_foreign: bool, secret_outs: tuple[str, ...], exec_command: str | None, secret_lifetime_days: int,
+           mailbox: str | None, verify: bool, rbac: bool, output: str, timeout: float) -> None:
+    """Rotate the app's client secret when it is due (safe to run from cron daily)."""
+    from mim_o365._plan import check_lifetime
+    from mim_o365._sinks import ExecSink
+
+    try:
+        check_lifetime(secret_lifetime_days)
+        with ExitStack() as stack:
+            client = stack.enter_context(_client_for(
+                stack, tenant=tenant, cloud_name=cloud_name, cloud_file=cloud_file, sandbox=sandbox,
+                sandbox_state=sandbox_state, auth=auth))
+            sinks: list[Any] = [_sink_for(spec, client) for spec in secret_outs]
+            if exec_command:
+                sinks.append(ExecSink(exec_command))
+            for sink in sinks:
+                sink.check()
+            result = client.rotate_secret(
+                app_id, before_expiry_days=before_expiry, max_age_days=max_age, force=force, keep=keep,
+                include_foreign=include_foreign, secret_sinks=sinks, lifetime_days=secret_lifetime_days,
+                mailbox=mailbox, verify=verify, rbac=rbac, timeout=timeout)
+    except MimO365Error as exc:
+        _fail(exc)
+        return
+    if not result.rotated:
+        click.echo(result.reason, err=True)
+        if output == "json":
+            click.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    click.echo(f"rotated ({result.reason}): new secret {result.new_key_id}, expires {result.expires_at:%Y-%m-%d}; "
+               f"delivered to {', '.join(result.delivered_to)}", err=True)
+    if result.removed_key_ids:
+        click.echo(f"removed old secrets: {', '.join(result.removed_key_ids)}", err=True)
+    if result.verification is not None:
+        click.echo("end-to-end check:", err=True)
+        _print_verification(result.verification)
+    secret = result.client_secret
+    if output == "json":
+        click.echo(json.dumps(result.as_dict(reveal_secret=True), indent=2))
+    elif output == "env":
+        click.echo(f"MIM_O365_APPLICATION_ID={_shell_quote(result.application_id)}")
+        if secret is not None:
+            click.echo(f"MIM_O365_CLIENT_SECRET={_shell_quote(secret.reveal())}")
+    elif secret is not None:
+        click.echo(f"ClientSecret: {secret.reveal()}")
+    if result.verified is False:
+        click.echo("The new secret does not work end to end yet; old secrets were kept. Run again later.", err=True)
+        sys.exit(int(ExitStatus.TEMPORARY))
+
+
+def _sink_for(spec: str, client: Any) -> Any:
+    """A destination for ``--secret-out``: a file path or keyvault://VAULT/NAME."""
+    return client.secret_sink(spec)
+
+
+from mim_o365 import _cli_lifecycle  # noqa: E402, F401  (registers status and unregister)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -315,3 +315,50 @@ class ExchangeAdmin:
             {"App": app, "Role": role, "RecipientGroupScope": group, "Name": name},
         )
         return rows[0]
+
+    # --- removal (unregister) ---------------------------------------------------------------
+    # Each returns False when the object was already gone, so a rerun converges.
+
+    async def _remove(self, cmdlet: str, parameters: Mapping[str, Any]) -> bool:
+        try:
+            await self.invoke(cmdlet, {**parameters, "Confirm": False})
+        except NotFoundError:
+            return False
+        return True
+
+    async def remove_access_policy(self, identity: str) -> bool:
+        """Remove-ApplicationAccessPolicy."""
+        return await self._remove("Remove-ApplicationAccessPolicy", {"Identity": identity})
+
+    async def remove_group(self, identity: str) -> bool:
+        """Remove-DistributionGroup (the caller is not the group's manager, hence the bypass)."""
+        return await self._remove(
+            "Remove-DistributionGroup",
+            {"Identity": identity, "BypassSecurityGroupManagerCheck": True},
+        )
+
+    async def remove_group_member(self, identity: str, member: str) -> bool:
+        """Remove-DistributionGroupMember; False when it was not a member."""
+        return await self._remove(
+            "Remove-DistributionGroupMember",
+            {"Identity": identity, "Member": member, "BypassSecurityGroupManagerCheck": True},
+        )
+
+    async def role_assignments_for_role(self, role: str) -> list[dict[str, Any]]:
+        """Get-ManagementRoleAssignment -Role: every app's assignments of one role."""
+        try:
+            return await self.invoke("Get-ManagementRoleAssignment", {"Role": role})
+        except NotFoundError:
+            return []
+
+    async def remove_role_assignment(self, identity: str) -> bool:
+        """Remove-ManagementRoleAssignment."""
+        return await self._remove("Remove-ManagementRoleAssignment", {"Identity": identity})
+
+    async def remove_exo_service_principal(self, identity: str) -> bool:
+        """Remove-ServicePrincipal (Exchange's pointer, not the Entra service principal)."""
+        return await self._remove("Remove-ServicePrincipal", {"Identity": identity})
+
+    async def clear_org_ews_allowed(self) -> None:
+        """Set-OrganizationConfig -EwsAllowedAppIDs $null (clears the list)."""
+        await self.invoke("Set-OrganizationConfig", {"EwsAllowedAppIDs": None})

@@ -7,6 +7,7 @@ is left out of the middleware.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,7 @@ import httpx
 from azure.core.exceptions import ClientAuthenticationError
 from kiota_abstractions.api_error import APIError
 from kiota_abstractions.base_request_configuration import RequestConfiguration
+from kiota_abstractions.request_information import RequestInformation
 from kiota_authentication_azure.azure_identity_authentication_provider import (
     AzureIdentityAuthenticationProvider,
 )
@@ -152,6 +154,42 @@ def _app_info(model: Application) -> AppInfo:
         secrets=tuple(
             SecretInfo(str(p.key_id), p.display_name, p.hint, p.start_date_time, p.end_date_time)
             for p in model.password_credentials or []
+        ),
+    )
+
+
+def _when(value: object) -> datetime | None:
+    """An OData ``DateTimeOffset`` (``...Z``) as an aware datetime."""
+    if not isinstance(value, str) or not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _app_info_json(data: dict[str, Any]) -> AppInfo:
+    """An application from its Graph JSON (the fields ``applications_with_tag`` selects)."""
+    access = tuple(
+        (
+            str(r.get("resourceAppId")),
+            tuple((str(a.get("id")), str(a.get("type"))) for a in r.get("resourceAccess") or []),
+        )
+        for r in data.get("requiredResourceAccess") or []
+    )
+    return AppInfo(
+        id=str(data.get("id")),
+        app_id=str(data.get("appId")),
+        display_name=str(data.get("displayName") or ""),
+        tags=tuple(data.get("tags") or ()),
+        notes=data.get("notes"),
+        required_resource_access=access,
+        secrets=tuple(
+            SecretInfo(
+                str(p.get("keyId")),
+                p.get("displayName"),
+                p.get("hint"),
+                _when(p.get("startDateTime")),
+                _when(p.get("endDateTime")),
+            )
+            for p in data.get("passwordCredentials") or []
         ),
     )
 
@@ -525,6 +563,87 @@ class GraphDirectory:
             "removing a client secret",
             lambda: self.graph.applications.by_application_id(object_id).remove_password.post(body),
         )
+
+    # --- removal and lifecycle reads (status, unregister) -------------------------------------
+
+    async def delete_application(self, object_id: str) -> bool:
+        """DELETE /applications/{id}: the application goes to deleted items (restorable for 30
+        days) and its service principal with it. False when it was already gone."""
+        try:
+            await self._call(
+                "deleting the application",
+                lambda: self.graph.applications.by_application_id(object_id).delete(),
+            )
+        except NotFoundError:
+            return False
+        return True
+
+    async def delete_service_principal(self, object_id: str) -> bool:
+        """DELETE /servicePrincipals/{id} (its app role assignments go with it). False when it
+        was already gone."""
+        try:
+            await self._call(
+                "deleting the service principal",
+                lambda: self.graph.service_principals.by_service_principal_id(object_id).delete(),
+            )
+        except NotFoundError:
+            return False
+        return True
+
+    async def applications_with_tag(self, tag: str) -> list[AppInfo]:
+        """Every application carrying ``tag``: one query, 999 a page, following
+        ``@odata.nextLink``; the same objects as :meth:`applications_tagged`, faster.
+
+        The pages go through msgraph-sdk's request adapter (authentication, middleware, OData
+        errors) but are read as JSON here: its model deserializer spends about 5 ms on each
+        application, 10 s for a fleet of 2,000, against well under 1 ms for the JSON itself.
+        """
+        escaped = tag.replace("'", "''")
+        query = ApplicationsRequestBuilder.ApplicationsRequestBuilderGetQueryParameters(
+            filter=f"tags/any(t:t eq '{escaped}')",
+            top=999,
+            select=[
+                "id",
+                "appId",
+                "displayName",
+                "tags",
+                "notes",
+                "requiredResourceAccess",
+                "passwordCredentials",
+            ],
+        )
+        first = self.graph.applications.to_get_request_information(
+            RequestConfiguration(query_parameters=query)
+        )
+        apps: list[AppInfo] = []
+        info = first
+        while True:
+            raw = await self._call("searching applications", self._raw(info))
+            page: dict[str, Any] = json.loads(raw) if raw else {}
+            apps.extend(_app_info_json(a) for a in page.get("value") or [])
+            link = page.get("@odata.nextLink")
+            if not link:
+                return apps
+            info = self.graph.applications.with_url(str(link)).to_get_request_information()
+
+    def _raw(self, info: RequestInformation) -> Callable[[], Awaitable[bytes | None]]:
+        """A request whose answer is the body, unparsed (errors still come as ODataError)."""
+        adapter = self.graph.request_adapter
+
+        async def fetch() -> bytes | None:
+            raw: Any = await adapter.send_primitive_async(info, "bytes", {"XXX": ODataError})
+            return raw if isinstance(raw, bytes) else None
+
+        return fetch
+
+    async def group_description(self, object_id: str) -> str | None:
+        """The ``description`` of a directory group (for a group made in Exchange, the notes it
+        was created with); None when the group or its description is absent."""
+        found = await self._maybe(
+            f"reading group {object_id}",
+            lambda: self.graph.groups.by_group_id(object_id).get(),
+        )
+        return found.description if found is not None else None
 
 
 def _rra_models(access: Access) -> list[RequiredResourceAccess]:

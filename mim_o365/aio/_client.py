@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,6 +14,7 @@ from azure.core.credentials import TokenCredential
 from azure.core.credentials_async import AsyncTokenCredential
 from msgraph.graph_service_client import GraphServiceClient
 
+from mim_o365 import _status, _unregister
 from mim_o365._clock import Clock, SystemClock
 from mim_o365._clouds import PUBLIC, Cloud
 from mim_o365._errors import ConfigurationError
@@ -19,9 +22,11 @@ from mim_o365._gateways import _clients
 from mim_o365._gateways._exchange import ExchangeAdmin
 from mim_o365._gateways._graph import GraphDirectory, build_graph_client
 from mim_o365._gateways._identity import TokenProbe
+from mim_o365._keyvault import make_sink
 from mim_o365._plan import DEFAULT_DISPLAY_NAME, check_mailbox
 from mim_o365._register import Registration, register
 from mim_o365._retry import Deadline, ProgressCallback
+from mim_o365._rotate import Rotation, rotate
 from mim_o365._secrets import Secret
 from mim_o365._sinks import SecretSink
 from mim_o365._verify import Verification, verify_once, verify_until_ok
@@ -54,6 +59,8 @@ class Client:
         rng: random.Random | None = None,
     ) -> None:
         self._has_admin = credential is not None
+        sync = credential is not None and not asyncio.iscoroutinefunction(getattr(credential, "get_token", None))
+        self._sync_credential: TokenCredential | None = credential if sync else None  # type: ignore[assignment]
         self._credential = (
             _clients.as_async_credential(credential) if credential is not None else None
         )
@@ -165,6 +172,59 @@ class Client:
         finally:
             self.requests += directory.requests + probe.requests + exchange.requests
 
+    def secret_sink(self, spec: str) -> SecretSink:
+        """A destination for a new secret: a file path, or ``keyvault://VAULT/NAME`` (written with
+        this client's admin credential, which must then be a sync azure-identity credential).
+
+        Raises:
+            ConfigurationError: a malformed spec, or Key Vault without a usable credential.
+        """
+        return make_sink(spec, cloud=self._cloud, credential=self._sync_credential)
+
+    async def rotate_secret(
+        self,
+        app_id: str,
+        *,
+        before_expiry_days: float = 30,
+        max_age_days: float | None = None,
+        force: bool = False,
+        keep: int = 2,
+        include_foreign: bool = False,
+        secret_sinks: Sequence[SecretSink] = (),
+        lifetime_days: int = 180,
+        mailbox: str | None = None,
+        verify: bool = True,
+        rbac: bool = False,
+        lock_path: Path | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Rotation:
+        """Replace the app's client secret when it is due; safe to run from cron every day.
+
+        Mints the new secret, delivers it to every sink (or returns it when there is none), marks
+        it delivered, verifies it end to end (token and EWS on the mailbox), and only then removes
+        old secrets beyond ``keep``. A second concurrent run waits for the first and finds nothing due.
+
+        Raises:
+            ConfigurationError: bad input, unknown app, or a destination that failed (the new
+                secret was removed again; old secrets untouched).
+            LockBusyError: another run kept the lock until ``timeout`` (temporary).
+        """
+        if not self._has_admin:
+            raise ConfigurationError("rotating needs an admin identity (a credential); none was given")
+        directory, probe, exchange, deadline = self._gateways(timeout)
+        try:
+            if verify:
+                exchange.tenant_id = (await directory.organization()).id
+            return await rotate(
+                directory=directory, probe=probe, exchange=exchange if verify else None, cloud=self._cloud,
+                clock=self._clock, deadline=deadline, app_id=app_id, before_expiry_days=before_expiry_days,
+                max_age_days=max_age_days, force=force, keep=keep, include_foreign=include_foreign,
+                sinks=secret_sinks, lifetime_days=lifetime_days, mailbox=mailbox, verify=verify, rbac=rbac,
+                lock_path=lock_path, on_progress=self._on_progress, transport=self._transport,
+            )
+        finally:
+            self.requests += directory.requests + probe.requests + exchange.requests
+
     async def verify_mailbox_access(
         self,
         app_id: str,
@@ -210,6 +270,105 @@ class Client:
             return await verify_until_ok(deadline=deadline, on_progress=self._on_progress, **kw)
         finally:
             self.requests += probe.requests + exchange.requests
+
+    async def get_status(
+        self,
+        app_id: str,
+        *,
+        warn_days: int = 30,
+        secret: Secret | None = None,
+        mailbox: str | None = None,
+        timeout: float = 120.0,
+    ) -> _status.Status:
+        """The health of the registration of ``app_id``, layer by layer (reads only).
+
+        Secrets (who made each, when it expires), consent or RBAC role assignment, the scoping
+        group and access policy, ``EwsEnabled`` and the allow list; with ``secret``, also a live
+        EWS check on the mailbox (by default the one in the app's ``mim-o365:mailbox:`` tag).
+        ``health`` is ``warning`` when the newest valid secret expires within ``warn_days``.
+
+        Raises:
+            NotFoundError: no application ``app_id`` in the tenant.
+            ConfigurationError: bad input, or ``secret`` without a known mailbox.
+            PermissionDeniedError: the admin identity cannot read the directory or Exchange.
+            ThrottledError, TransportError: temporary; run again.
+        """
+        if not self._has_admin:
+            raise ConfigurationError(
+                "reading the status needs an admin identity (a credential); none was given"
+            )
+        directory, probe, exchange, _deadline = self._gateways(timeout)
+        try:
+            return await _status.get_status(
+                directory=directory,
+                exchange=exchange,
+                probe=probe,
+                cloud=self._cloud,
+                clock=self._clock,
+                app_id=app_id,
+                warn_days=warn_days,
+                secret=secret,
+                mailbox=mailbox,
+                transport=self._transport,
+            )
+        finally:
+            self.requests += directory.requests + probe.requests + exchange.requests
+
+    async def list_registrations(
+        self, *, warn_days: int = 30, timeout: float = 120.0
+    ) -> list[_status.RegistrationSummary]:
+        """Every application mim-o365 registered in the tenant (tag ``mim-o365``), judged by its
+        secrets alone; one paged Graph query (999 applications a page).
+
+        Raises:
+            PermissionDeniedError: the admin identity cannot read applications.
+            ThrottledError, TransportError: temporary; run again.
+        """
+        if not self._has_admin:
+            raise ConfigurationError(
+                "listing registrations needs an admin identity (a credential); none was given"
+            )
+        directory = self._directory(Deadline(self._clock, timeout))
+        try:
+            return await _status.list_registrations(
+                directory=directory, clock=self._clock, warn_days=warn_days
+            )
+        finally:
+            self.requests += directory.requests
+
+    async def unregister(
+        self, app_id: str, *, dry_run: bool = False, timeout: float = DEFAULT_TIMEOUT
+    ) -> _unregister.Unregistration:
+        """Remove what ``register`` created for ``app_id``, access first, the application last.
+
+        An adopted application (``register --app-id``) is never deleted: only mim-o365's secrets
+        and tags are removed. Idempotent: a second run removes nothing. ``dry_run`` lists the
+        plan and writes nothing.
+
+        Raises:
+            ConfigurationError: ``app_id`` is not a GUID (nothing was read or written).
+            PermissionDeniedError: the admin identity cannot remove an object.
+            ServiceError: the EWS allow list changed under us (nothing of others was lost
+                silently: the message says what to do).
+            ThrottledError, TransportError: temporary; run again, it resumes.
+        """
+        if not self._has_admin:
+            raise ConfigurationError(
+                "unregistering needs an admin identity (a credential); none was given"
+            )
+        _unregister.check_app_id(app_id)
+        directory, _probe, exchange, deadline = self._gateways(timeout)
+        try:
+            return await _unregister.unregister(
+                directory=directory,
+                exchange=exchange,
+                deadline=deadline,
+                app_id=app_id,
+                dry_run=dry_run,
+                on_progress=self._on_progress,
+            )
+        finally:
+            self.requests += directory.requests + exchange.requests
 
     async def aclose(self) -> None:
         """Release HTTP connections (the credential stays with its owner)."""

@@ -29,6 +29,7 @@ from mim_o365.emulator._http.ews import Ews
 from mim_o365.emulator._http.exchange_admin import ExchangeAdmin
 from mim_o365.emulator._http.graph import ODATA_JSON, Graph, odata_error
 from mim_o365.emulator._http.identity import Identity
+from mim_o365.emulator._http.keyvault import KeyVault
 from mim_o365.emulator._ids import IdSource
 from mim_o365.emulator._knobs import Faults, Knobs
 from mim_o365.emulator._models import DirectoryState
@@ -89,6 +90,7 @@ class Emulator:
         self.graph = Graph(self)
         self.exchange_admin = ExchangeAdmin(self)
         self.ews = Ews(self)
+        self.keyvault = KeyVault(self)
         self.requests: list[RequestRecord] = []
         self._lock = threading.Lock()
         self.on_change: Callable[[], None] | None = None
@@ -161,6 +163,8 @@ class Emulator:
             return "ews"
         if path.startswith("/_emulator/"):
             return "control"
+        if path.startswith("/keyvault/"):
+            return "keyvault"
         return "identity"
 
     def handle(self, request: httpx.Request) -> httpx.Response:
@@ -193,6 +197,11 @@ class Emulator:
             if service == "exchange-admin":
                 with self.directory.lock:
                     response = self.exchange_admin.handle(request, path)
+                self.changed(request.method)
+                return response
+            if service == "keyvault":
+                with self.directory.lock:
+                    response = self.keyvault.handle(request, path)
                 self.changed(request.method)
                 return response
             if service == "ews":

@@ -225,6 +225,46 @@ class ExchangeState:
 
 
 @dataclass
+class VaultSecretVersion:
+    """One version of a Key Vault secret. ``value`` is the secret text (the state file is owner-only)."""
+
+    version: str
+    value: str
+    created: datetime
+    updated: datetime
+    enabled: bool = True
+    content_type: str | None = None
+    expires: datetime | None = None
+    not_before: datetime | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class VaultSecret:
+    """A Key Vault secret: its versions, oldest first, and its soft-delete state."""
+
+    name: str
+    versions: list[VaultSecretVersion] = field(default_factory=list)
+    deleted: datetime | None = None
+    scheduled_purge: datetime | None = None
+
+
+@dataclass
+class Vault:
+    """A Key Vault (access-policy model).
+
+    ``access`` maps a principal's object id (service principal or user) to the secret permissions
+    it holds (``get``, ``list``, ``set``, ``delete``, ``recover``, ``backup``, ``restore``, ``purge``).
+    ``secrets`` is keyed by lower-case name: Key Vault names are case-insensitive.
+    """
+
+    name: str
+    created: datetime
+    access: dict[str, list[str]] = field(default_factory=dict)
+    secrets: dict[str, VaultSecret] = field(default_factory=dict)
+
+
+@dataclass
 class DirectoryState:
     """Everything the emulated tenant holds; what ``--state`` persists."""
 
@@ -238,3 +278,4 @@ class DirectoryState:
     admin_client_secret: str = ""
     issued_secret_hashes: list[str] = field(default_factory=list)
     exchange: ExchangeState = field(default_factory=ExchangeState)
+    vaults: dict[str, Vault] = field(default_factory=dict)

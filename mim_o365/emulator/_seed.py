@@ -18,6 +18,11 @@ from mim_o365._wellknown import (
 )
 
 AZURE_CLI_APP_ID: Final = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
+KEYVAULT_APP_ID: Final = "cfa8b339-82a2-471a-a3c9-0fc0be7a4093"
+# Azure Key Vault's one delegated permission.
+KEYVAULT_SCOPES: Final[dict[str, str]] = {
+    "user_impersonation": "f53da476-18e3-4152-8e01-aec403e6edc0"
+}
 
 # value -> id, Microsoft Graph application permissions (app roles)
 GRAPH_ROLES: Final[dict[str, str]] = {
@@ -111,6 +116,19 @@ FIRST_PARTY: Final = (
         roles=EXCHANGE_ROLES,
         scopes=EXCHANGE_SCOPES,
     ),
+    # Key Vault checks the audience exactly: no trailing-slash spellings here.
+    FirstParty(
+        app_id=KEYVAULT_APP_ID,
+        display_name="Azure Key Vault",
+        names=(
+            KEYVAULT_APP_ID,
+            "https://vault.azure.net",
+            "https://vault.usgovcloudapi.net",
+            "https://vault.azure.cn",
+        ),
+        roles={},
+        scopes=KEYVAULT_SCOPES,
+    ),
 )
 
 TENANT_DOMAIN: Final = "contoso.onmicrosoft.com"
@@ -127,4 +145,6 @@ USERS: Final = (
     ("contractor", "External Contractor (no mailbox)", False),
 )
 ADMIN_USER: Final = "admin"
+# The Key Vault every seeded tenant holds; the automation admin and admin@ may use its secrets.
+VAULT_NAME: Final = "contoso-vault"
 NO_MAILBOX_USER: Final = "contractor"

@@ -248,6 +248,8 @@ class EmulatorServer:
             graph_resource=PUBLIC.graph_resource,
             exchange_endpoint=self.base_url,
             exchange_resource=PUBLIC.exchange_resource,
+            keyvault_resource=PUBLIC.keyvault_resource,
+            keyvault_endpoint=self.base_url,
             ca_file=self.ca_file,
             instance_discovery=False,
         )
