@@ -110,7 +110,7 @@ def main() -> None:
         times.append(elapsed)
         print(
             f"run {i + 1}: {elapsed:.2f}s, {requests['graph']} Graph requests, "
-            f"{requests['identity']} identity requests; "
+            f"{requests['identity']} identity requests (the admin token was cached before); "
             + ", ".join(f"{n} {h}" for h, n in sorted(health.items()))
             + (f"; through msgraph-sdk models: {models:.2f}s" if models is not None else "")
         )

@@ -275,7 +275,7 @@ def unregister(
     timeout: float,
 ) -> None:
     """Remove the application and what register created for it (an adopted app is kept)."""
-    from mim_o365._unregister import check_app_id
+    from mim_o365._status import check_app_id
 
     try:
         check_app_id(app_id)
@@ -336,3 +336,5 @@ def _print_unregistration(result: Unregistration, *, kept: bool = True) -> None:
         say("Left in place:")
         for item in result.kept:
             say(f"  - {item}")
+    for note in result.notes:
+        say(f"note: {note}")

@@ -11,6 +11,7 @@ EWS switch and allow list, and, when a secret is given, a live EWS check as the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,6 +34,7 @@ from mim_o365._wellknown import EXCHANGE_APP_ID, FULL_ACCESS_AS_APP
 HEALTHY, WARNING, BROKEN = "healthy", "warning", "broken"
 MAILBOX_TAG_PREFIX = "mim-o365:mailbox:"
 _RANK = {HEALTHY: 0, WARNING: 1, BROKEN: 2}
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 class ApplicationNotFoundError(NotFoundError):
@@ -124,6 +126,17 @@ def secrets_health(
             "before then."
         ]
     return HEALTHY, []
+
+
+def check_app_id(app_id: str) -> str:
+    """The application (client) id, stripped; ConfigurationError when it is not a GUID."""
+    value = app_id.strip()
+    if not _GUID.match(value):
+        raise ConfigurationError(
+            f"--app-id {app_id!r} is not an application (client) id; give the GUID shown as "
+            "ApplicationId by `mim-o365 register` (or listed by `mim-o365 status --all`)"
+        )
+    return value.lower()
 
 
 def mailbox_of(app: AppInfo) -> str | None:
@@ -311,6 +324,7 @@ async def get_status(
     transport: httpx.BaseTransport | None = None,
 ) -> Status:
     """The health of the registration of ``app_id`` (see :class:`Status`)."""
+    app_id = check_app_id(app_id)
     if warn_days < 0:
         raise ConfigurationError(f"--warn-days {warn_days}: give 0 or more days")
     if mailbox is not None:

@@ -26,22 +26,20 @@ step reads first, so a second run finds nothing left and succeeds.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mim_o365._errors import ConfigurationError, PermissionDeniedError, ServiceError
+from mim_o365._errors import PermissionDeniedError, ServiceError
 from mim_o365._exchange_steps import EWS_ROLE, policy_group_name
 from mim_o365._gateways._exchange import ExchangeAdmin
 from mim_o365._gateways._graph import AppInfo, GraphDirectory, SecretInfo
 from mim_o365._plan import ADOPTED_TAG, MANAGED_TAG, SECRET_NAME_PREFIX
 from mim_o365._retry import Deadline, ProgressCallback
-from mim_o365._status import mailbox_of
+from mim_o365._status import check_app_id, mailbox_of
 from mim_o365._wellknown import EXCHANGE_APP_ID, FULL_ACCESS_AS_APP
 
 log = logging.getLogger("mim_o365")
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _OUR_PREFIX = "mim-o365"
 
 
@@ -50,7 +48,8 @@ class Unregistration:
     """What ``unregister`` found, removed (or, with ``dry_run``, would remove) and left alone.
 
     ``plan`` lists the removals in order; ``removed`` those done this run (empty in a dry run,
-    and on a second run); ``kept`` says what was left in place and why.
+    and on a second run); ``kept`` says what was left in place and why; ``notes`` anything else
+    worth knowing.
     """
 
     application_id: str
@@ -64,6 +63,7 @@ class Unregistration:
     kept: tuple[str, ...]
     display_name: str | None = None
     mailbox: str | None = None
+    notes: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
@@ -79,6 +79,7 @@ class Unregistration:
             "plan": list(self.plan),
             "removed": list(self.removed),
             "kept": list(self.kept),
+            "notes": list(self.notes),
         }
 
 
@@ -112,17 +113,6 @@ def _addr(row: dict[str, Any]) -> str:
 
 def _same(a: object, b: object) -> bool:
     return str(a or "").strip().lower() == str(b or "").strip().lower()
-
-
-def check_app_id(app_id: str) -> str:
-    """The application (client) id, stripped; ConfigurationError when it is not a GUID."""
-    value = app_id.strip()
-    if not _GUID.match(value):
-        raise ConfigurationError(
-            f"--app-id {app_id!r} is not an application (client) id; give the GUID shown as "
-            "ApplicationId by `mim-o365 register` (or listed by `mim-o365 status --all`)"
-        )
-    return value.lower()
 
 
 async def unregister(
@@ -163,9 +153,9 @@ async def unregister(
         )
     plan = _Plan()
     if app is None:
-        plan.kept.append(
-            f"there is no application {app_id} in {tenant.initial_domain} (already removed); "
-            "only what mim-o365 left for it in Exchange Online is looked for"
+        common["notes"] = (
+            f"there is no application {app_id} in {tenant.initial_domain} (already removed, or "
+            "a wrong id); only what mim-o365 left for it in Exchange Online was looked for",
         )
     await _plan_directory(directory, app, app_id, adopted, plan)
     exchange_plan = _Plan()

@@ -356,7 +356,7 @@ class Client:
             raise ConfigurationError(
                 "unregistering needs an admin identity (a credential); none was given"
             )
-        _unregister.check_app_id(app_id)
+        _status.check_app_id(app_id)
         directory, _probe, exchange, deadline = self._gateways(timeout)
         try:
             return await _unregister.unregister(

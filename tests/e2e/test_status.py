@@ -421,3 +421,35 @@ def test_an_app_without_mailbox_tag_needs_mailbox_to_verify(
 
     with pytest.raises(ConfigurationError, match="--mailbox"):
         client.get_status(app["appId"], secret=Secret("whatever-secret"))
+
+
+def test_the_fast_listing_reads_what_the_sdk_models_read(
+    server: EmulatorServer, client: Client, registered: tuple[str, Secret]
+) -> None:
+    """``applications_with_tag`` parses the pages itself; it must agree with msgraph-sdk."""
+    from mim_o365._retry import Deadline
+
+    fill_fleet(server.emulator, 5)
+    aclient = client._aclient
+
+    async def both() -> tuple[list[Any], list[Any]]:
+        directory = aclient._directory(Deadline(aclient._clock, 60))
+        return (
+            await directory.applications_with_tag("mim-o365"),
+            await directory.applications_tagged("mim-o365"),
+        )
+
+    fast, sdk = client._run(both())
+    assert len(fast) == 6
+    assert fast == sdk
+
+
+def test_a_malformed_app_id_is_a_configuration_error(
+    server: EmulatorServer, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mim_o365 import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="not an application"):
+        client.get_status("MIM Service mailbox client access")
+    assert _cli(server, monkeypatch, ["status", "--app-id", "nope"]).exit_code == 78
+    assert server.emulator.count() == 0

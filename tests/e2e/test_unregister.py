@@ -119,6 +119,7 @@ def test_unregister_leaves_the_tenant_as_it_was(
     again = client.unregister(reg.application_id)
     assert again.removed == () and again.plan == ()
     assert not again.found
+    assert "already removed" in again.notes[0]
     assert snapshot(em) == before
 
 
