@@ -180,7 +180,7 @@ def graph_client(
     return GraphServiceClient(request_adapter=adapter)
 
 
-class _TransportAdapter(requests.adapters.BaseAdapter):
+class TransportAdapter(requests.adapters.BaseAdapter):
     """requests over a sync httpx transport (tests hand one transport; MSAL speaks requests)."""
 
     def __init__(self, transport: httpx.BaseTransport) -> None:
@@ -227,7 +227,7 @@ class _TransportAdapter(requests.adapters.BaseAdapter):
 def transport_session(transport: httpx.BaseTransport) -> requests.Session:
     """A requests session answered by ``transport``."""
     session = requests.Session()
-    adapter = _TransportAdapter(transport)
+    adapter = TransportAdapter(transport)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session

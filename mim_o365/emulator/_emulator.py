@@ -6,7 +6,6 @@ clients), a requests adapter (msal, azure-identity, exchangelib) and the HTTPS s
 
 from __future__ import annotations
 
-import io
 import random
 import re
 import threading
@@ -18,9 +17,9 @@ from typing import Any
 import httpx
 import requests
 import requests.adapters
-from requests.structures import CaseInsensitiveDict
 
 from mim_o365._clock import Clock, SystemClock
+from mim_o365._gateways._clients import TransportAdapter, transport_session
 from mim_o365.emulator._directory import Directory
 from mim_o365.emulator._errors import EmulatorError
 from mim_o365.emulator._exchange import Exchange
@@ -287,55 +286,14 @@ class Emulator:
 
     def requests_session(self) -> requests.Session:
         """A requests session whose every https/http request is answered by this emulator."""
-        session = requests.Session()
-        adapter = RequestsAdapter(self)
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        return session
+        return transport_session(self.transport())
 
 
-class RequestsAdapter(requests.adapters.BaseAdapter):
-    """requests transport adapter over :meth:`Emulator.handle` (msal, azure-identity, exchangelib)."""
+class RequestsAdapter(TransportAdapter):
+    """requests transport adapter answered by an :class:`Emulator` (msal, azure-identity, exchangelib).
 
-    def __init__(self, emulator: Emulator) -> None:
-        super().__init__()
-        self._emulator = emulator
+    exchangelib builds its adapters with pool arguments; they mean nothing here and are ignored.
+    """
 
-    def send(
-        self,
-        request: requests.PreparedRequest,
-        stream: bool = False,
-        timeout: object = None,
-        verify: object = True,
-        cert: object = None,
-        proxies: object = None,
-    ) -> requests.Response:
-        """Answer ``request`` in-process."""
-        body = request.body
-        content = body.encode() if isinstance(body, str) else (body or b"")
-        if not isinstance(content, bytes):
-            content = b"".join(content)
-        hx = httpx.Request(
-            request.method or "GET",
-            request.url or "",
-            headers=dict(request.headers),
-            content=content,
-        )
-        try:
-            answer = self._emulator.handle(hx)
-        except ConnectionDropped:
-            raise requests.ConnectionError(
-                "Connection aborted: remote end closed connection without response", request=request
-            ) from None
-        response = requests.Response()
-        response.status_code = answer.status_code
-        response.headers = CaseInsensitiveDict(answer.headers)
-        response.raw = io.BytesIO(answer.content)
-        response.url = request.url or ""
-        response.request = request
-        response.reason = answer.reason_phrase
-        response.encoding = answer.encoding
-        return response
-
-    def close(self) -> None:
-        """Nothing to release."""
+    def __init__(self, emulator: Emulator, **_pool_options: object) -> None:
+        super().__init__(emulator.transport())
