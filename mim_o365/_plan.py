@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from mim_o365._errors import ConfigurationError
 from mim_o365._gateways._graph import Access
@@ -17,9 +18,25 @@ MAX_SECRET_LIFETIME_DAYS = 730
 _ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
 
+MAILBOX_TAG_PREFIX = "mim-o365:mailbox:"
+
+
 def mailbox_tag(mailbox: str) -> str:
     """The tag that marks an application as ours, for this mailbox."""
-    return f"mim-o365:mailbox:{mailbox.lower()}"
+    return f"{MAILBOX_TAG_PREFIX}{mailbox.lower()}"
+
+
+def mailbox_from_tags(tags: Iterable[str]) -> str | None:
+    """The mailbox named by an application's ``mim-o365:mailbox:`` tag, if any."""
+    for tag in tags:
+        if tag.startswith(MAILBOX_TAG_PREFIX):
+            return tag[len(MAILBOX_TAG_PREFIX) :]
+    return None
+
+
+def secret_is_ours(display_name: str | None) -> bool:
+    """Whether a client secret was minted by mim-o365 (its display name says so)."""
+    return (display_name or "").startswith(SECRET_NAME_PREFIX)
 
 
 def check_mailbox(address: str) -> str:

@@ -44,6 +44,7 @@ from mim_o365._plan import (
     desired_access,
     mailbox_tag,
     managed_tags,
+    secret_is_ours,
 )
 from mim_o365._retry import Deadline, Pending, ProgressCallback, Ready, poll
 from mim_o365._secrets import Secret
@@ -142,10 +143,6 @@ class _Run:
     delivered_to: str | None = None
 
 
-def _ours(s: SecretInfo) -> bool:
-    return (s.display_name or "").startswith(SECRET_NAME_PREFIX)
-
-
 async def register(
     *,
     directory: GraphDirectory,
@@ -242,7 +239,7 @@ async def register(
         app.required_resource_access if app else (), role_id, tenant_wide=not rbac
     )
     tags = managed_tags(app.tags if app else (), mailbox, adopted=adopted)
-    existing = tuple(s for s in (app.secrets if app else ()) if _ours(s))
+    existing = tuple(s for s in (app.secrets if app else ()) if secret_is_ours(s.display_name))
     mint = new_secret or not existing or (app is not None and not app.secrets)
     sp = await directory.service_principal(app.app_id) if app else None
     consents = []
@@ -428,7 +425,7 @@ async def register(
                 },
             )
         except Exception as exc:  # noqa: BLE001 - any failure to deliver means: take the secret back
-            await _remove_again(directory, current.id, info.key_id)
+            await remove_undelivered_secret(directory, current.id, info.key_id)
             run.secret = None
             raise ConfigurationError(
                 f"could not deliver the new client secret to {sink.description} ({exc.__class__.__name__}: "
@@ -481,7 +478,7 @@ async def register(
     if failure is not None:
         if run.secret is not None and run.secret_info is not None and run.delivered_to is None:
             # Nowhere safe holds the secret yet: remove it, the next run mints a new one.
-            await _remove_again(directory, current.id, run.secret_info.key_id)
+            await remove_undelivered_secret(directory, current.id, run.secret_info.key_id)
         raise failure
     verification: Verification | None = None
     if verify and run.secret is not None and not ex.ews_problem and run.consent != "pending":
@@ -524,7 +521,8 @@ async def register(
     )
 
 
-async def _remove_again(directory: GraphDirectory, object_id: str, key_id: str) -> None:
+async def remove_undelivered_secret(directory: GraphDirectory, object_id: str, key_id: str) -> None:
+    """Take back a secret nobody received (register and rotate both do this)."""
     try:
         await directory.remove_password(object_id, key_id)
     except MimO365Error:

@@ -19,12 +19,19 @@ import httpx
 
 from mim_o365._clock import Clock
 from mim_o365._clouds import Cloud
-from mim_o365._errors import ConfigurationError, MimO365Error, NotFoundError
+from mim_o365._errors import ConfigurationError, NotFoundError
 from mim_o365._gateways._exchange import ExchangeAdmin
 from mim_o365._gateways._graph import AppInfo, GraphDirectory, SecretInfo
 from mim_o365._gateways._identity import TokenProbe
 from mim_o365._lock import AppLock, lock_dir
-from mim_o365._plan import MANAGED_TAG, SECRET_NAME_PREFIX, check_lifetime, check_mailbox
+from mim_o365._plan import (
+    MANAGED_TAG,
+    SECRET_NAME_PREFIX,
+    check_lifetime,
+    check_mailbox,
+    mailbox_from_tags,
+)
+from mim_o365._register import remove_undelivered_secret
 from mim_o365._retry import Deadline, Pending, ProgressCallback, Ready, poll
 from mim_o365._rotation import (
     SecretFacts,
@@ -42,7 +49,6 @@ from mim_o365._sinks import SecretSink
 from mim_o365._verify import Verification, verify_until_ok
 
 log = logging.getLogger("mim_o365")
-MAILBOX_TAG = "mim-o365:mailbox:"
 
 
 @dataclass(frozen=True)
@@ -82,13 +88,6 @@ class Rotation:
 
 def _facts(secrets: Sequence[SecretInfo]) -> list[SecretFacts]:
     return [SecretFacts(s.key_id, s.display_name, s.start, s.end, i) for i, s in enumerate(secrets)]
-
-
-def _mailbox_of(app: AppInfo) -> str | None:
-    for tag in app.tags:
-        if tag.startswith(MAILBOX_TAG):
-            return tag[len(MAILBOX_TAG) :]
-    return None
 
 
 async def rotate(
@@ -316,7 +315,7 @@ async def _rotate_locked(
         try:
             await asyncio.to_thread(sink.deliver, value, facts)
         except Exception as exc:  # noqa: BLE001 - any failure to deliver means: take the new secret back
-            await _take_back(directory, app.id, info.key_id)
+            await remove_undelivered_secret(directory, app.id, info.key_id)
             detail = (
                 (exc.strerror or str(exc)) if isinstance(exc, OSError) else exc.__class__.__name__
             )
@@ -334,7 +333,7 @@ async def _rotate_locked(
 
     verification: Verification | None = None
     if verify:
-        target = mailbox or _mailbox_of(app)
+        target = mailbox or mailbox_from_tags(app.tags)
         if target is None:
             got = await poll(
                 "the new secret to be accepted",
@@ -416,19 +415,3 @@ async def _set_tags(
         return Ready(None)
 
     await poll("the application's tags", patch, deadline=deadline, on_progress=on_progress)
-
-
-async def _take_back(directory: GraphDirectory, object_id: str, key_id: str) -> None:
-    try:
-        await directory.remove_password(object_id, key_id)
-    except MimO365Error:
-        log.error(
-            "the undelivered secret %s could not be removed; it is unused, remove it in the portal",
-            key_id,
-        )
-        raise
-
-
-def expiry_days(end: datetime | None, now: datetime) -> float | None:
-    """Days until ``end`` (negative when past)."""
-    return None if end is None else (end - now).total_seconds() / 86400

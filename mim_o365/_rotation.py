@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from mim_o365._plan import SECRET_NAME_PREFIX
+from mim_o365._plan import secret_is_ours
 
 DELIVERED_TAG = "mim-o365:delivered:"
 VERIFIED_TAG = "mim-o365:verified:"
@@ -31,7 +31,7 @@ class SecretFacts:
     @property
     def ours(self) -> bool:
         """Minted by mim-o365 (its display name says so)."""
-        return (self.display_name or "").startswith(SECRET_NAME_PREFIX)
+        return secret_is_ours(self.display_name)
 
     def valid(self, now: datetime) -> bool:
         """Not expired (and started)."""
@@ -99,9 +99,7 @@ def rotation_due(
     orphans = [
         s
         for s in secrets
-        if s.ours
-        and s.key_id.lower() not in delivered_ids(tags)
-        and age_key(s) > age_key(current)
+        if s.ours and s.key_id.lower() not in delivered_ids(tags) and age_key(s) > age_key(current)
     ]
     if delivered_ids(tags) and orphans:
         return True, (

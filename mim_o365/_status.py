@@ -26,13 +26,19 @@ from mim_o365._exchange_steps import policy_group_name
 from mim_o365._gateways._exchange import ExchangeAdmin
 from mim_o365._gateways._graph import AppInfo, GraphDirectory, SecretInfo
 from mim_o365._gateways._identity import TokenProbe
-from mim_o365._plan import ADOPTED_TAG, MANAGED_TAG, SECRET_NAME_PREFIX, check_mailbox
+from mim_o365._plan import (
+    ADOPTED_TAG,
+    MANAGED_TAG,
+    SECRET_NAME_PREFIX,
+    check_mailbox,
+    mailbox_from_tags,
+    secret_is_ours,
+)
 from mim_o365._secrets import Secret
 from mim_o365._verify import Verification, verify_once
 from mim_o365._wellknown import EXCHANGE_APP_ID, FULL_ACCESS_AS_APP
 
 HEALTHY, WARNING, BROKEN = "healthy", "warning", "broken"
-MAILBOX_TAG_PREFIX = "mim-o365:mailbox:"
 _RANK = {HEALTHY: 0, WARNING: 1, BROKEN: 2}
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -87,11 +93,7 @@ def secret_states(secrets: Iterable[SecretInfo], now: datetime) -> tuple[SecretS
         else:
             state = "valid"
         days = None if s.end is None else int((s.end - now) / timedelta(days=1))
-        made_by = (
-            SECRET_NAME_PREFIX
-            if (s.display_name or "").startswith(SECRET_NAME_PREFIX)
-            else "foreign"
-        )
+        made_by = SECRET_NAME_PREFIX if secret_is_ours(s.display_name) else "foreign"
         out.append(
             SecretState(s.key_id, s.display_name, s.hint, s.start, s.end, made_by, state, days)
         )
@@ -141,10 +143,7 @@ def check_app_id(app_id: str) -> str:
 
 def mailbox_of(app: AppInfo) -> str | None:
     """The mailbox named by the app's ``mim-o365:mailbox:`` tag, if any."""
-    for tag in app.tags:
-        if tag.startswith(MAILBOX_TAG_PREFIX):
-            return tag[len(MAILBOX_TAG_PREFIX) :]
-    return None
+    return mailbox_from_tags(app.tags)
 
 
 def _rotate_fix(app_id: str) -> str:

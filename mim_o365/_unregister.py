@@ -33,8 +33,8 @@ from typing import Any
 from mim_o365._errors import PermissionDeniedError, ServiceError
 from mim_o365._exchange_steps import EWS_ROLE, policy_group_name
 from mim_o365._gateways._exchange import ExchangeAdmin
-from mim_o365._gateways._graph import AppInfo, GraphDirectory, SecretInfo
-from mim_o365._plan import ADOPTED_TAG, MANAGED_TAG, SECRET_NAME_PREFIX
+from mim_o365._gateways._graph import AppInfo, GraphDirectory
+from mim_o365._plan import ADOPTED_TAG, MANAGED_TAG, secret_is_ours
 from mim_o365._retry import Deadline, ProgressCallback
 from mim_o365._status import check_app_id, mailbox_of
 from mim_o365._wellknown import EXCHANGE_APP_ID, FULL_ACCESS_AS_APP
@@ -97,10 +97,6 @@ class _Plan:
 
     def add(self, text: str, run: Callable[[], Awaitable[bool]], *, last: bool = False) -> None:
         (self.last if last else self.steps).append(_Step(text, run))
-
-
-def _ours(secret: SecretInfo) -> bool:
-    return (secret.display_name or "").startswith(SECRET_NAME_PREFIX)
 
 
 def _our_tag(tag: str) -> bool:
@@ -193,7 +189,7 @@ async def _plan_directory(
         return
     target = app
     for s in app.secrets:
-        if adopted and not _ours(s):
+        if adopted and not secret_is_ours(s.display_name):
             plan.kept.append(
                 f"client secret {s.hint or '?'}... ({s.key_id}, '{s.display_name or ''}'): not "
                 "made by mim-o365, on an adopted application"

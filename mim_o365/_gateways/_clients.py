@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import ssl
-from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import msal
@@ -23,14 +21,10 @@ from azure.core.credentials import AccessToken, TokenCredential
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.identity import ClientSecretCredential
 from azure.identity.aio import ClientSecretCredential as AsyncClientSecretCredential
-from kiota_authentication_azure.azure_identity_authentication_provider import (
-    AzureIdentityAuthenticationProvider,
-)
-from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph.graph_service_client import GraphServiceClient
-from msgraph_core import GraphClientFactory  # type: ignore[import-untyped]
 
 from mim_o365._clouds import Cloud
+from mim_o365._gateways._graph import build_graph_client
 from mim_o365._secrets import Secret
 
 DEFAULT_TIMEOUT = 30.0
@@ -157,27 +151,14 @@ def graph_client(
     credential: TokenCredential | AsyncTokenCredential,
     *,
     http_client: httpx.AsyncClient | None = None,
-    headers: Mapping[str, str] | None = None,
 ) -> GraphServiceClient:
-    """A msgraph-sdk client for ``cloud``'s Graph endpoint, with explicit scopes and allowed host.
+    """A msgraph-sdk client for ``cloud``'s Graph endpoint, built as the library builds its own.
 
     Build it inside the coroutine that uses it: its httpx client binds to the running loop.
     """
-    auth = AzureIdentityAuthenticationProvider(
-        as_async_credential(credential),
-        scopes=[cloud.graph_scope],
-        allowed_hosts=[urlsplit(cloud.graph_endpoint).hostname or ""],
+    return build_graph_client(
+        cloud, as_async_credential(credential), http_client or graph_http_client(cloud)
     )
-    client = GraphClientFactory.create_with_default_middleware(
-        client=http_client or graph_http_client(cloud),
-        # Typed as a national-cloud enum upstream; any Graph base URL works at run time.
-        host=cloud.graph_endpoint,
-    )
-    if headers:
-        client.headers.update(headers)
-    adapter = GraphRequestAdapter(auth, client=client)
-    adapter.base_url = cloud.graph_base_url
-    return GraphServiceClient(request_adapter=adapter)
 
 
 class TransportAdapter(requests.adapters.BaseAdapter):
